@@ -1,0 +1,1 @@
+"""The local stack and its operation: configuration, the Kafka broker, topics, the `gateway` command."""

@@ -1,0 +1,171 @@
+"""The `gateway` command: run the whole local stack, or one part of it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from infra import config as config_module
+from infra import kafka_broker, kafka_clients, local_model
+
+
+def _settings(args: argparse.Namespace) -> config_module.Settings:
+    try:
+        return config_module.load(args.config)
+    except config_module.ConfigError as exc:
+        sys.exit(f"gateway: {exc}")
+
+
+def _uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+
+
+def cmd_kafka(args: argparse.Namespace) -> None:
+    if args.action == "start":
+        print(kafka_broker.start())
+    elif args.action == "stop":
+        print("stopped" if kafka_broker.stop() else "not running")
+    else:
+        print("running" if kafka_broker.running() else "not running")
+
+
+def cmd_topics(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    created = asyncio.run(kafka_clients.ensure_topics(settings.bootstrap_servers, settings.topics))
+    print("created: " + ", ".join(created) if created else "all topics exist")
+
+
+def cmd_router(args: argparse.Namespace) -> None:
+    from processors.router import serve
+
+    settings = _settings(args)
+    _uvloop()
+    asyncio.run(serve(settings, args.instance_id))
+
+
+def cmd_ingress(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from ingress.app import create_app
+
+    settings = _settings(args)
+    app = create_app(settings, args.reply_partition)
+    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
+                log_level=args.log_level, access_log=False, timeout_graceful_shutdown=args.grace_s)
+
+
+def cmd_check_config(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    enabled = [name for name, p in settings.config.providers.items() if p.enabled]
+    print(f"{settings.path}: ok; providers enabled: {', '.join(enabled) or 'none'}")
+
+
+def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for child in children:
+            if child.poll() is not None:
+                raise SystemExit(f"gateway: {child.args[3]} exited with {child.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise SystemExit(f"gateway: not ready within {timeout_s:.0f}s")
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    """Everything on one machine: broker, topics, local model (when no provider key is set), router, ingress."""
+    settings = _settings(args)
+    started_broker = False
+    if settings.uses_local_kafka:
+        started_broker = not kafka_broker.running()
+        kafka_broker.start()
+    asyncio.run(kafka_clients.ensure_topics(settings.bootstrap_servers, settings.topics))
+    children: list[subprocess.Popen[bytes]] = []
+    cloud_keys = [n for n, p in settings.config.providers.items() if p.api_key_env and p.enabled]
+    model_note = f"providers with keys: {', '.join(cloud_keys)}"
+    if not cloud_keys and "local" in settings.config.providers:
+        children.append(local_model.start())
+        model_note = "no provider key set: answering with the local SmolLM2-135M (llama.cpp)"
+    base = [sys.executable, "-m", "infra.cli", "--config", str(settings.path)]
+    children.append(subprocess.Popen([*base, "router"]))
+    children.append(subprocess.Popen([*base, "ingress", "--host", args.host, "--port", str(args.port)]))
+    url = f"http://{args.host}:{args.port}"
+    stop = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        _wait_ready(url, children[-2:])
+        model = "smollm2-135m" if not cloud_keys else "gpt-4o"
+        print(f"\ngateway ready at {url} ({model_note})\n\n"
+              f"curl {url}/v1/gateway/chat -H 'Authorization: Bearer sk-gateway-dev' "
+              f"-H 'Content-Type: application/json' \\\n"
+              f"  -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": "
+              f"\"Say hello in five words.\"}}], \"max_tokens\": 32}}'\n\nCtrl-C stops it.", flush=True)
+        while not stop and all(c.poll() is None for c in children):
+            time.sleep(0.5)
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in reversed(children):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(30)
+        if started_broker:
+            kafka_broker.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    parser.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG"), help="the YAML configuration")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the whole local stack")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8080)
+    up.set_defaults(func=cmd_up)
+
+    kafka = sub.add_parser("kafka", help="the local Kafka broker")
+    kafka.add_argument("action", choices=["start", "stop", "status"])
+    kafka.set_defaults(func=cmd_kafka)
+
+    sub.add_parser("topics", help="create the topics that are missing").set_defaults(func=cmd_topics)
+    sub.add_parser("check-config", help="validate the configuration").set_defaults(func=cmd_check_config)
+
+    router = sub.add_parser("router", help="run a router worker")
+    router.add_argument("--instance-id", help="static group membership: a restart takes its partitions back at once")
+    router.set_defaults(func=cmd_router)
+
+    ingress = sub.add_parser("ingress", help="run the HTTP ingress")
+    ingress.add_argument("--host", default="127.0.0.1")
+    ingress.add_argument("--port", type=int, default=8080)
+    ingress.add_argument("--reply-partition", type=int, default=0, help="the reply partition this instance owns")
+    ingress.add_argument("--grace-s", type=float, default=30.0, help="seconds to finish accepted requests on SIGTERM")
+    ingress.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "warning"))
+    ingress.set_defaults(func=cmd_ingress)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "WARNING").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The gateway's one settings object: a YAML file plus environment variables, validated once at start.
+
+Secrets never sit in the file: a provider's key is named by the environment variable that holds it
+(`api_key_env`). Environment variables override the file for what differs per deployment
+(`KAFKA_BOOTSTRAP_SERVERS`, `GATEWAY_TOPIC_PREFIX`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.topics import TopicNames
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "gateway.yaml"
+LOCAL_KAFKA = "127.0.0.1:19092"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the file and the bad field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewayKey(_Strict):
+    """A bearer key the ingress accepts, and the project its traffic belongs to."""
+
+    project: str = Field(min_length=1)
+    key: str | None = Field(None, min_length=8, description="Literal key: for local development only.")
+    key_env: str | None = Field(None, description="Environment variable that holds the key.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GatewayKey:
+        if (self.key is None) == (self.key_env is None):
+            raise ValueError("give exactly one of 'key' or 'key_env'")
+        return self
+
+    def resolve(self) -> str | None:
+        return self.key if self.key is not None else os.environ.get(self.key_env or "")
+
+
+class Provider(_Strict):
+    kind: Literal["openai", "openai_compatible"]
+    base_url: str
+    api_key_env: str | None = None
+    timeout_s: float = Field(60.0, gt=0)
+    max_connections: int = Field(256, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    @property
+    def enabled(self) -> bool:
+        """A provider that names a key variable is usable only when that variable is set."""
+        return self.api_key_env is None or bool(self.api_key())
+
+
+class Route(_Strict):
+    """Where a model name is served: a configured provider and the model name that provider knows."""
+
+    provider: str
+    upstream_model: str | None = None
+
+
+class Retry(_Strict):
+    attempts_per_model: int = Field(2, ge=1, le=10)
+    backoff_ms: float = Field(50, ge=0)
+    max_backoff_ms: float = Field(2000, ge=0)
+    max_retry_after_s: float = Field(2.0, ge=0, description="A longer retry-after moves on to the fallback.")
+
+
+class Ingress(_Strict):
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    request_timeout_s: float = Field(120.0, gt=0)
+    max_timeout_s: float = Field(600.0, gt=0)
+
+
+class Router(_Strict):
+    max_in_flight: int = Field(512, ge=1)
+    group_id: str = "gw-router"
+    commit_interval_ms: int = Field(100, ge=10)
+
+
+class GatewayConfig(_Strict):
+    keys: list[GatewayKey] = Field(min_length=1)
+    providers: dict[str, Provider] = Field(default_factory=dict)
+    models: dict[str, Route] = Field(default_factory=dict)
+    catalog: Path | None = Field(None, description="A model catalog that replaces the built-in one.")
+    ingress: Ingress = Ingress()
+    router: Router = Router()
+    retry: Retry = Retry()
+
+    @model_validator(mode="after")
+    def _routes_name_providers(self) -> GatewayConfig:
+        for model, route in self.models.items():
+            if route.provider not in self.providers:
+                raise ValueError(f"models.{model}.provider: {route.provider!r} is not under 'providers'")
+        return self
+
+
+class Environment(BaseSettings):
+    """What the environment decides: where the config file is and which Kafka to use."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    gateway_config: Path = DEFAULT_CONFIG
+    kafka_bootstrap_servers: str | None = None
+    gateway_topic_prefix: str = "gw."
+
+
+class Settings:
+    """The validated configuration plus the environment, read once per process."""
+
+    def __init__(self, config: GatewayConfig, env: Environment, path: Path) -> None:
+        self.config = config
+        self.env = env
+        self.path = path
+
+    @property
+    def uses_local_kafka(self) -> bool:
+        return not self.env.kafka_bootstrap_servers
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.env.kafka_bootstrap_servers or LOCAL_KAFKA
+
+    @cached_property
+    def topics(self) -> TopicNames:
+        return TopicNames.for_prefix(self.env.gateway_topic_prefix)
+
+    @cached_property
+    def key_projects(self) -> dict[str, str]:
+        """sha256 of each gateway key that is set, to its project: keys are compared by digest only."""
+        out: dict[str, str] = {}
+        for entry in self.config.keys:
+            secret = entry.resolve()
+            if secret:
+                out[key_digest(secret)] = entry.project
+        return out
+
+
+def key_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load(path: Path | None = None) -> Settings:
+    env = Environment()
+    path = Path(path or env.gateway_config)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+    try:
+        config = GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config {path}:\n{_describe(exc)}") from exc
+    return Settings(config, env, path)

@@ -1,0 +1,50 @@
+"""Kafka clients tuned for the hot path, and idempotent topic creation from `schemas.topics`."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from schemas.topics import ALL, TopicNames
+
+log = logging.getLogger(__name__)
+
+
+def producer(bootstrap: str) -> AIOKafkaProducer:
+    """linger 0: a record leaves as soon as it is sent; acks=all: an accepted record survives a broker."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=0, acks="all", enable_idempotence=True,
+        request_timeout_ms=10000, client_id="gateway",
+    )
+
+
+def consumer(bootstrap: str, **options: object) -> AIOKafkaConsumer:
+    """fetch_min_bytes=1: the broker answers a fetch the moment one record is there."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, fetch_min_bytes=1, fetch_max_wait_ms=500,
+        enable_auto_commit=False, client_id="gateway", **options,  # type: ignore[arg-type]
+    )
+
+
+async def ensure_topics(bootstrap: str, names: TopicNames, replication_factor: int = 1) -> list[str]:
+    """Create the gateway's topics that do not exist yet; returns the names it created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gateway-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(getattr(names, spec.suffix), spec.partitions, replication_factor, topic_configs=spec.config)
+            for spec in ALL
+            if getattr(names, spec.suffix) not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                log.info("topics created concurrently by another instance")
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()

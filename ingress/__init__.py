@@ -1,0 +1,1 @@
+"""The HTTP ingress: authenticates, validates, produces RequestReceived, and answers from the reply events."""

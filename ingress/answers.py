@@ -1,0 +1,53 @@
+"""A ResponseCompleted event rendered in each response format the ingress speaks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def native(reply: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": reply["request_id"],
+        "model": reply["model"],
+        "provider": reply["provider"],
+        "content": reply["content"],
+        "finish_reason": reply["finish_reason"],
+        "usage": {
+            "prompt_tokens": reply["prompt_tokens"],
+            "completion_tokens": reply["completion_tokens"],
+            "total_tokens": reply["total_tokens"],
+            "cost_usd": reply["cost_usd"],
+        },
+        "latency_ms": reply["latency_ms"],
+    }
+
+
+def openai_chat(reply: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": reply["request_id"],
+        "object": "chat.completion",
+        "created": reply["completed_at_ms"] // 1000,
+        "model": reply["model"],
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": reply["content"], "refusal": None},
+            "logprobs": None,
+            "finish_reason": reply["finish_reason"],
+        }],
+        "usage": {
+            "prompt_tokens": reply["prompt_tokens"],
+            "completion_tokens": reply["completion_tokens"],
+            "total_tokens": reply["total_tokens"],
+        },
+        "system_fingerprint": None,
+    }
+
+
+def gateway_headers(reply: dict[str, Any]) -> dict[str, str]:
+    """What the gateway adds on every answer, whatever its format."""
+    return {
+        "x-request-id": reply["request_id"],
+        "x-gateway-provider": reply["provider"],
+        "x-gateway-cost-usd": f"{reply['cost_usd']:.10f}",
+        "x-gateway-attempts": str(reply["attempts"]),
+    }

@@ -1,0 +1,170 @@
+"""The FastAPI application: native `/v1/gateway/chat`, the OpenAI-compatible API, health and readiness."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from aiokafka.admin import AIOKafkaAdminClient
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from infra.config import Settings
+from ingress import answers, bodies
+from ingress.auth import Caller, authenticate
+from ingress.bridge import KafkaBridge
+from ingress.errors import GatewayError, error_response, install, invalid_request
+from processors.catalog import load_catalog
+from processors.routing import RouteTable
+
+TIMEOUT_HEADER = "x-gateway-timeout-ms"
+
+
+def _json(payload: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), headers=headers, media_type="application/json")
+
+
+def _traceparent(incoming: str | None) -> str:
+    """Keep the caller's W3C trace context; start a new trace when there is none."""
+    if incoming and len(incoming) == 55 and incoming[2] == "-":
+        return incoming
+    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+
+
+class RouterProbe:
+    """Readiness of the processors: does the router's consumer group have members? Cached for a second."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._checked = 0.0
+        self._ok = False
+
+    async def ok(self) -> bool:
+        if time.monotonic() - self._checked < 1.0:
+            return self._ok
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.bootstrap_servers)
+        try:
+            await admin.start()
+            described = await admin.describe_consumer_groups([self._settings.config.router.group_id])
+            groups = described[0].groups if described else []
+            self._ok = bool(groups) and len(groups[0][5]) > 0
+        except Exception:
+            self._ok = False
+        finally:
+            await admin.close()
+        self._checked = time.monotonic()
+        return self._ok
+
+
+def create_app(settings: Settings, reply_partition: int = 0) -> FastAPI:
+    routes = RouteTable(settings.config, load_catalog(settings.config.catalog))
+    bridge = KafkaBridge(settings, reply_partition)
+    probe = RouterProbe(settings)
+    limits = settings.config.ingress
+    keys = settings.key_projects
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await bridge.start()
+        try:
+            yield
+        finally:
+            await bridge.stop()
+
+    app = FastAPI(title="Kafka AI Gateway", lifespan=lifespan)
+    app.state.bridge = bridge
+    install(app)
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        too_big = GatewayError(413, "invalid_request_error", "request_too_large",
+                               f"request body is larger than {limits.max_body_bytes} bytes")
+        if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
+            raise too_big
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_body_bytes:
+                raise too_big
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def timeout_s(request: Request) -> float:
+        value = request.headers.get(TIMEOUT_HEADER)
+        if value is None:
+            return limits.request_timeout_s
+        try:
+            ms = float(value)
+        except ValueError:
+            ms = -1
+        if not 0 < ms <= limits.max_timeout_s * 1000:
+            raise invalid_request(f"{TIMEOUT_HEADER} must be a number of milliseconds in "
+                                  f"(0, {int(limits.max_timeout_s * 1000)}]", "invalid_timeout")
+        return ms / 1000
+
+    async def chat(request: Request, body_type: type[bodies._ChatBody]) -> dict[str, Any]:
+        caller: Caller = authenticate(request.headers.get("authorization"), keys)
+        body = bodies.parse(body_type, await read_body(request))
+        fields = body.event_fields()
+        for model in (fields["model"], *fields["fallback"]):
+            if not routes.known(model):
+                raise GatewayError(404, "invalid_request_error", "model_not_found",
+                                   f"the model '{model}' does not exist", "model")
+        timeout = timeout_s(request)
+        received = time.time_ns() // 1_000_000
+        event = {
+            "request_id": f"gw-{uuid.uuid4().hex}",
+            "project": caller.project,
+            "key_id": caller.key_id,
+            "received_at_ms": received,
+            "deadline_ms": received + int(timeout * 1000),
+            "reply_topic": bridge.reply_topic,
+            "reply_partition": bridge.reply_partition,
+            **fields,
+        }
+        answer = await bridge.submit(event, _traceparent(request.headers.get("traceparent")), timeout)
+        if answer is None:
+            raise GatewayError(504, "api_error", "deadline_exceeded",
+                               f"no answer within the request's deadline of {timeout:.3f}s",
+                               headers={"x-request-id": event["request_id"]})
+        name, reply = answer
+        if name == "RequestFailed":
+            raise GatewayError(reply["status"], reply["error_type"], reply["code"], reply["message"],
+                               headers={"x-request-id": reply["request_id"]})
+        return reply
+
+    def endpoint(body_type: type[bodies._ChatBody], render: Callable[[dict[str, Any]], dict[str, Any]]):
+        async def handler(request: Request) -> Response:
+            try:
+                reply = await chat(request, body_type)
+            except GatewayError as error:
+                return error_response(error)
+            return _json(render(reply), answers.gateway_headers(reply))
+        return handler
+
+    app.add_api_route("/v1/gateway/chat", endpoint(bodies.NativeChat, answers.native), methods=["POST"])
+    app.add_api_route("/v1/chat/completions", endpoint(bodies.OpenAIChat, answers.openai_chat), methods=["POST"])
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> Response:
+        authenticate(request.headers.get("authorization"), keys)
+        data = [{"id": t.model, "object": "model", "created": 0, "owned_by": t.provider}
+                for t in routes.servable_models()]
+        return _json({"object": "list", "data": data})
+
+    @app.get("/health")
+    async def health() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        checks = {"kafka": bridge.ready, "router": await probe.ok()}
+        return Response(orjson.dumps({"ready": all(checks.values()), **checks}),
+                        200 if all(checks.values()) else 503, media_type="application/json")
+
+    return app

@@ -1,0 +1,31 @@
+"""Bearer gateway keys: the key is looked up by its sha256 digest, and only a short digest prefix
+(`key_id`) ever leaves this module, into events and logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.config import key_digest
+from ingress.errors import GatewayError
+
+
+@dataclass(frozen=True)
+class Caller:
+    project: str
+    key_id: str
+
+
+def authenticate(authorization: str | None, keys: dict[str, str]) -> Caller:
+    if not authorization:
+        raise GatewayError(401, "authentication_error", "missing_api_key",
+                           "missing gateway key: send 'Authorization: Bearer <key>'")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise GatewayError(401, "authentication_error", "invalid_api_key",
+                           "malformed Authorization header: expected 'Bearer <key>'")
+    digest = key_digest(token)
+    project = keys.get(digest)
+    if project is None:
+        raise GatewayError(401, "authentication_error", "invalid_api_key", "invalid gateway key")
+    return Caller(project, "key_" + digest[:16])

@@ -1,0 +1,98 @@
+"""The ingress side of Kafka: produce RequestReceived, and wait for its answer on the reply partition
+this instance owns (direct assignment, no consumer group, so no rebalance on the hot path)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from infra import kafka_clients
+from infra.config import Settings
+from schemas import codec
+
+log = logging.getLogger("gateway.ingress")
+
+Reply = tuple[str, dict[str, Any]]
+
+
+class KafkaBridge:
+    def __init__(self, settings: Settings, reply_partition: int) -> None:
+        self.settings = settings
+        self.reply_topic = settings.topics.replies
+        self.reply_partition = reply_partition
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.unknown_replies = 0
+        self.ready = False
+
+    async def start(self) -> None:
+        """Connect (inside the event loop, as aiokafka requires) and take the reply partition."""
+        self._producer = kafka_clients.producer(self.settings.bootstrap_servers)
+        self._consumer = kafka_clients.consumer(self.settings.bootstrap_servers)
+        await self._producer.start()
+        await self._consumer.start()
+        tp = TopicPartition(self.reply_topic, self.reply_partition)
+        self._consumer.assign([tp])
+        await self._consumer.seek_to_end(tp)
+        await self._consumer.position(tp)
+        self._reader = asyncio.create_task(self._read_replies())
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._reader:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._consumer:
+            await self._consumer.stop()
+        if self._producer:
+            await self._producer.stop()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    async def submit(self, request: dict[str, Any], traceparent: str | None, timeout_s: float) -> Reply | None:
+        """Produce the request (awaited: once this returns, the request is on Kafka) and wait for its
+        answer until `timeout_s`; None when the deadline passes first."""
+        request_id = request["request_id"]
+        waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = waiter
+        assert self._producer is not None, "submit() before start()"
+        try:
+            await self._producer.send_and_wait(
+                self.settings.topics.requests, codec.encode("RequestReceived", request),
+                key=request["project"].encode(), headers=codec.headers("RequestReceived", traceparent),
+            )
+            return await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def _read_replies(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=1000)
+            for records in batch.values():
+                for record in records:
+                    self._deliver(record.headers, record.value or b"")
+
+    def _deliver(self, headers: Any, payload: bytes) -> None:
+        try:
+            name, reply = codec.decode(headers, payload)
+        except (codec.UnknownEvent, ValueError, EOFError) as exc:
+            log.warning("dropping undecodable reply: %s", exc)
+            return
+        waiter = self._pending.get(reply["request_id"])
+        if waiter is None or waiter.done():
+            self.unknown_replies += 1  # a late answer, or a duplicate after a router restart
+            return
+        waiter.set_result((name, reply))

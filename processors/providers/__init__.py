@@ -1,0 +1,11 @@
+"""One adapter module per provider; this registry maps a provider kind to its adapter."""
+
+from __future__ import annotations
+
+from processors.providers import openai
+from processors.providers.base import ChatAdapter
+
+ADAPTERS: dict[str, ChatAdapter] = {
+    "openai": openai,  # type: ignore[dict-item]
+    "openai_compatible": openai,  # type: ignore[dict-item]
+}

@@ -1,0 +1,47 @@
+"""Model names to routes: which configured provider serves a model, under which upstream name, at what price."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.config import GatewayConfig
+from processors.catalog import Catalog, ModelInfo
+
+
+@dataclass(frozen=True)
+class Target:
+    model: str
+    provider: str
+    upstream_model: str
+    info: ModelInfo | None
+
+
+class RouteTable:
+    """Catalog defaults, overridden per model by the config's `models:` routes."""
+
+    def __init__(self, config: GatewayConfig, catalog: Catalog) -> None:
+        self._config = config
+        self._targets: dict[str, Target] = {}
+        for name, info in catalog.models.items():
+            self._targets[name] = Target(name, info.provider, info.upstream_model or name, info)
+        for name, route in config.models.items():
+            info = catalog.models.get(name)
+            upstream = route.upstream_model or (info.upstream_model if info else None) or name
+            self._targets[name] = Target(name, route.provider, upstream, info)
+
+    def known(self, model: str) -> bool:
+        return model in self._targets
+
+    def target(self, model: str) -> Target | None:
+        return self._targets.get(model)
+
+    def servable(self, model: str) -> bool:
+        """Known, and its provider is configured and has its key."""
+        target = self._targets.get(model)
+        if target is None:
+            return False
+        provider = self._config.providers.get(target.provider)
+        return provider is not None and provider.enabled
+
+    def servable_models(self) -> list[Target]:
+        return [t for name, t in sorted(self._targets.items()) if self.servable(name)]

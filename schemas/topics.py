@@ -1,0 +1,54 @@
+"""Every topic of the gateway, in one place: name, partitions and configuration.
+
+Names carry a prefix (`GATEWAY_TOPIC_PREFIX`, default `gw.`) so several deployments, or test runs,
+share one cluster without seeing each other's events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    suffix: str
+    partitions: int
+    key: str
+    events: tuple[str, ...]
+    config: dict[str, str] = field(default_factory=dict)
+
+
+REQUESTS = TopicSpec(
+    "requests", 6, key="project", events=("RequestReceived",),
+    config={"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
+)
+REPLIES = TopicSpec(
+    "replies", 8, key="request_id", events=("ResponseCompleted", "RequestFailed"),
+    config={"retention.ms": str(3600 * 1000), "cleanup.policy": "delete"},
+)
+ATTEMPTS = TopicSpec(
+    "attempts", 3, key="request_id", events=("AttemptFinished",),
+    config={"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
+)
+USAGE = TopicSpec(
+    "usage", 3, key="project", events=("UsageRecorded",),
+    config={"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
+)
+
+ALL = (REQUESTS, REPLIES, ATTEMPTS, USAGE)
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The concrete topic names for one prefix."""
+
+    requests: str
+    replies: str
+    attempts: str
+    usage: str
+
+    @classmethod
+    def for_prefix(cls, prefix: str) -> TopicNames:
+        return cls(**{spec.suffix: prefix + spec.suffix for spec in ALL})
