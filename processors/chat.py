@@ -59,6 +59,8 @@ class ChatHandler:
                 if isinstance(result, ChatResult):
                     return self._completed(request, outcome, target, result)
                 last = (target.provider, result)
+                if result.kind == "bad_request":  # the request itself is wrong: no other model will take it
+                    return self._failed(request, outcome, client_error(*last), target)
                 delay = retry_delay_s(self._settings.config.retry, result, tries, remaining)
                 if delay is None:
                     break

@@ -1,0 +1,200 @@
+"""Shared fixtures: one real Kafka broker per test run, fresh topic names per run, the OpenAI mock and
+the gateway's own processes (router and ingress) started as a user would start them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from infra import kafka_broker, kafka_clients
+from schemas.topics import TopicNames
+from tests.kafka_events import read_events
+
+GATEWAY_KEY = "sk-test-gateway-key"
+OTHER_PROJECT_KEY = "sk-test-other-project"
+MOCK_OPENAI_KEY = "sk-mock-openai"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port} after {timeout_s}s")
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> Iterator[str]:
+    """The broker: `KAFKA_BOOTSTRAP_SERVERS` when set, else the local broker (started once per run)."""
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+        return
+    started_here = not kafka_broker.running()
+    address = kafka_broker.start()
+    yield address
+    if started_here:
+        kafka_broker.stop()
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def openai_mock(logs: Path) -> Iterator[str]:
+    """The OpenAI mock as a real HTTP server; yields its base URL (ending in /v1)."""
+    port = free_port()
+    with open(logs / "openai-mock.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.mocks.openai_mock", "--port", str(port)],
+            env={**os.environ, "MOCK_OPENAI_API_KEY": MOCK_OPENAI_KEY}, stdout=log, stderr=log,
+        )
+    wait_for_port(port, process)
+    yield f"http://127.0.0.1:{port}/v1"
+    stop_process(process)
+
+
+@dataclass
+class Gateway:
+    """A running gateway: its URL, its topics, and handles on its processes."""
+
+    url: str
+    bootstrap: str
+    topics: TopicNames
+    env: dict[str, str]
+    logs: Path
+    router: subprocess.Popen[bytes] | None = None
+    ingress: subprocess.Popen[bytes] | None = None
+    extra: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def headers(self, key: str = GATEWAY_KEY) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    def start_router(self) -> None:
+        log = open(self.logs / "router.log", "ab")  # noqa: SIM115
+        self.router = subprocess.Popen([sys.executable, "-m", "infra.cli", "router", "--instance-id", "router-0"],
+                                       env=self.env, stdout=log, stderr=log)
+
+    def start_ingress(self, port: int) -> None:
+        log = open(self.logs / "ingress.log", "ab")  # noqa: SIM115
+        self.ingress = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "ingress", "--port", str(port), "--grace-s", "20"],
+            env=self.env, stdout=log, stderr=log,
+        )
+        wait_for_port(port, self.ingress)
+
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("gateway not ready")
+
+    def events(self, topic: str, request_id: str, expect: int = 1, timeout_s: float = 10) -> list[dict[str, Any]]:
+        """The events of one request on a topic, waiting until at least `expect` have arrived."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = [e for e in read_events(self.bootstrap, topic) if e[1]["request_id"] == request_id]
+            if len(found) >= expect or time.monotonic() > deadline:
+                return [record for _, record in found]
+            time.sleep(0.2)
+
+
+def write_config(path: Path, openai_base: str, extra_providers: dict[str, Any] | None = None,
+                 extra_models: dict[str, Any] | None = None) -> Path:
+    config = {
+        "keys": [
+            {"key": GATEWAY_KEY, "project": "proj-a"},
+            {"key_env": "TEST_OTHER_PROJECT_KEY", "project": "proj-b"},
+        ],
+        "providers": {
+            "openai": {"kind": "openai", "base_url": openai_base, "api_key_env": "TEST_OPENAI_KEY"},
+            "refusing": {"kind": "openai_compatible", "base_url": f"http://127.0.0.1:{free_port()}/v1"},
+            **(extra_providers or {}),
+        },
+        "models": {
+            "flaky-500": {"provider": "openai", "upstream_model": "gpt-4o-fail-500"},
+            "flaky-429": {"provider": "openai", "upstream_model": "gpt-4o-fail-429"},
+            "bad-params": {"provider": "openai", "upstream_model": "gpt-4o-fail-400"},
+            "refused": {"provider": "refusing", "upstream_model": "anything"},
+            "slow": {"provider": "openai", "upstream_model": "gpt-4o-stall-3"},
+            **(extra_models or {}),
+        },
+        "ingress": {"max_body_bytes": 65536, "request_timeout_s": 30},
+        "retry": {"attempts_per_model": 2, "backoff_ms": 20, "max_retry_after_s": 1},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def start_gateway(bootstrap: str, config: Path, logs: Path, extra_env: dict[str, str] | None = None) -> Gateway:
+    prefix = f"test-{uuid.uuid4().hex[:8]}."
+    topics = TopicNames.for_prefix(prefix)
+    asyncio.run(kafka_clients.ensure_topics(bootstrap, topics))
+    env = {
+        **os.environ,
+        "GATEWAY_CONFIG": str(config),
+        "GATEWAY_TOPIC_PREFIX": prefix,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "TEST_OPENAI_KEY": MOCK_OPENAI_KEY,
+        "TEST_OTHER_PROJECT_KEY": OTHER_PROJECT_KEY,
+        "GATEWAY_LOG_LEVEL": "INFO",
+        **(extra_env or {}),
+    }
+    port = free_port()
+    gateway = Gateway(f"http://127.0.0.1:{port}", bootstrap, topics, env, logs)
+    gateway.start_router()
+    gateway.start_ingress(port)
+    gateway.wait_ready()
+    return gateway
+
+
+@pytest.fixture(scope="session")
+def gateway(bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    config = write_config(tmp_path_factory.mktemp("config") / "gateway.yaml", openai_mock)
+    gw = start_gateway(bootstrap, config, logs)
+    yield gw
+    for process in (gw.ingress, gw.router, *gw.extra):
+        if process is not None:
+            stop_process(process)
