@@ -93,7 +93,7 @@ class Ingress(_Strict):
 
 class Router(_Strict):
     max_in_flight: int = Field(512, ge=1)
-    group_id: str = "gw-router"
+    group_id: str | None = Field(None, description="Default: the topic prefix + 'router'.")
     commit_interval_ms: int = Field(100, ge=10)
 
 
@@ -143,6 +143,10 @@ class Settings:
     @cached_property
     def topics(self) -> TopicNames:
         return TopicNames.for_prefix(self.env.gateway_topic_prefix)
+
+    @property
+    def router_group(self) -> str:
+        return self.config.router.group_id or self.env.gateway_topic_prefix + "router"
 
     @cached_property
     def key_projects(self) -> dict[str, str]:

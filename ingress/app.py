@@ -50,7 +50,7 @@ class RouterProbe:
         admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.bootstrap_servers)
         try:
             await admin.start()
-            described = await admin.describe_consumer_groups([self._settings.config.router.group_id])
+            described = await admin.describe_consumer_groups([self._settings.router_group])
             groups = described[0].groups if described else []
             self._ok = bool(groups) and len(groups[0][5]) > 0
         except Exception:

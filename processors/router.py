@@ -53,7 +53,7 @@ class RouterWorker:
         self._producer = kafka_clients.producer(settings.bootstrap_servers)
         self._consumer = kafka_clients.consumer(
             settings.bootstrap_servers,
-            group_id=settings.config.router.group_id,
+            group_id=settings.router_group,
             group_instance_id=instance_id,
             auto_offset_reset="earliest",
             session_timeout_ms=10000,

@@ -159,6 +159,7 @@ def write_config(path: Path, openai_base: str, extra_providers: dict[str, Any] |
             "bad-params": {"provider": "openai", "upstream_model": "gpt-4o-fail-400"},
             "refused": {"provider": "refusing", "upstream_model": "anything"},
             "slow": {"provider": "openai", "upstream_model": "gpt-4o-stall-3"},
+            "slowish": {"provider": "openai", "upstream_model": "gpt-4o-stall-1.5"},
             **(extra_models or {}),
         },
         "ingress": {"max_body_bytes": 65536, "request_timeout_s": 30},
