@@ -3,7 +3,8 @@
 A record on any topic is the schemaless Avro encoding of one event; its headers say which event
 (`event`) and which version of its schema (`schema-version`) wrote it, so a reader decodes it with the
 writer's schema and projects it onto the schema it knows (Avro resolution: fields added with a default
-are filled in, fields it does not know are skipped).
+are filled in). A newer version than the reader knows is read with the reader's newest schema: the
+evolution rule is that a version only appends fields, with defaults, so the known fields come first.
 """
 
 from __future__ import annotations
@@ -86,10 +87,12 @@ def decode(headers: Any, payload: bytes) -> tuple[str, dict[str, Any]]:
     version = header(headers, VERSION_HEADER)
     if name is None or version is None:
         raise UnknownEvent("record has no event/schema-version headers")
-    writer = _schemas().get((name, int(version)))
+    reader = current(name)
+    # A version newer than this code knows was written by a newer producer; schemas only ever append
+    # fields with defaults, so the newest schema known here reads its leading fields.
+    writer = _schemas().get((name, int(version))) or (reader if int(version) > reader.version else None)
     if writer is None:
         raise UnknownEvent(f"unknown schema {name} v{version}")
-    reader = current(name)
     record = fastavro.schemaless_reader(
         io.BytesIO(payload), writer.parsed, None if reader is writer else reader.parsed
     )

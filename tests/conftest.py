@@ -108,16 +108,18 @@ class Gateway:
         return {"Authorization": f"Bearer {key}"}
 
     def start_router(self) -> None:
-        log = open(self.logs / "router.log", "ab")  # noqa: SIM115
-        self.router = subprocess.Popen([sys.executable, "-m", "infra.cli", "router", "--instance-id", "router-0"],
-                                       env=self.env, stdout=log, stderr=log)
+        with open(self.logs / "router.log", "ab") as log:
+            self.router = subprocess.Popen(
+                [sys.executable, "-m", "infra.cli", "router", "--instance-id", "router-0"],
+                env=self.env, stdout=log, stderr=log,
+            )
 
     def start_ingress(self, port: int) -> None:
-        log = open(self.logs / "ingress.log", "ab")  # noqa: SIM115
-        self.ingress = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "ingress", "--port", str(port), "--grace-s", "20"],
-            env=self.env, stdout=log, stderr=log,
-        )
+        with open(self.logs / "ingress.log", "ab") as log:
+            self.ingress = subprocess.Popen(
+                [sys.executable, "-m", "infra.cli", "ingress", "--port", str(port), "--grace-s", "20"],
+                env=self.env, stdout=log, stderr=log,
+            )
         wait_for_port(port, self.ingress)
 
     def wait_ready(self, timeout_s: float = 60) -> None:
@@ -192,7 +194,9 @@ def start_gateway(bootstrap: str, config: Path, logs: Path, extra_env: dict[str,
 
 
 @pytest.fixture(scope="session")
-def gateway(bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def gateway(
+    bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
     config = write_config(tmp_path_factory.mktemp("config") / "gateway.yaml", openai_mock)
     gw = start_gateway(bootstrap, config, logs)
     yield gw

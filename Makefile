@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make run` (the gateway) and `make test` (the tests).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench stop clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# llama-cpp-python (the local model server) compiles llama.cpp: about 5 minutes the first time.
+	$(BIN)/pip install -q -e '.[dev,local-model]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## the whole local stack: Kafka, topics, local model (when no provider key is set), router, ingress
+	$(BIN)/gateway up
+
+test: $(STAMP)  ## lint, then every test against a real Kafka broker
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+bench: $(STAMP)  ## added latency and throughput versus the mock upstream called directly
+	$(BIN)/python -m bench.overhead
+
+stop:  ## stop the local Kafka broker
+	$(BIN)/gateway kafka stop
+
+clean: stop
+	rm -rf .gateway $(VENV)

@@ -1,0 +1,60 @@
+"""A bad configuration stops the gateway at start with a message naming the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.config import ConfigError, load
+
+GOOD = """
+keys:
+  - {key: sk-local-dev-key, project: default}
+providers:
+  openai: {kind: openai, base_url: "https://api.openai.com/v1", api_key_env: OPENAI_API_KEY}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_shipped_configuration_is_valid() -> None:
+    settings = load(Path(__file__).resolve().parents[2] / "gateway.yaml")
+
+    assert "local" in settings.config.providers
+
+
+@pytest.mark.parametrize(("text", "named"), [
+    (GOOD.replace("https://api.openai.com/v1", "api.openai.com"), "providers.openai.base_url"),
+    (GOOD.replace("kind: openai,", "kind: openia,"), "providers.openai.kind"),
+    (GOOD + "models:\n  gpt-4o: {provider: nowhere}\n", "models.gpt-4o.provider"),
+    (GOOD + "retry: {attempts_per_model: 0}\n", "retry.attempts_per_model"),
+    (GOOD + "ingres: {}\n", "ingres"),
+    ("keys: []\n", "keys"),
+    ("keys:\n  - {project: p}\n", "keys.0"),
+])
+def test_an_invalid_field_is_named(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load(write(tmp_path, text))
+
+    assert named in str(raised.value)
+    assert str(tmp_path) in str(raised.value)
+
+
+def test_unparseable_yaml_and_a_missing_file_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load(write(tmp_path, "keys: [unclosed"))
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load(tmp_path / "absent.yaml")
+
+
+def test_a_provider_whose_key_variable_is_unset_is_disabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert not load(write(tmp_path, GOOD)).config.providers["openai"].enabled
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real")
+    assert load(write(tmp_path, GOOD)).config.providers["openai"].enabled
