@@ -21,6 +21,7 @@ test: $(STAMP)  ## lint, then every test against a real Kafka broker
 	$(BIN)/pytest
 
 bench: $(STAMP)  ## added latency and throughput versus the mock upstream called directly
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.overhead
 
 stop:  ## stop the local Kafka broker

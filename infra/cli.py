@@ -47,10 +47,19 @@ def cmd_topics(args: argparse.Namespace) -> None:
     print("created: " + ", ".join(created) if created else "all topics exist")
 
 
+
+def _ensure_topics(settings: config_module.Settings) -> None:
+    """Idempotent: every process makes sure the topics it needs exist before it uses them."""
+    created = asyncio.run(kafka_clients.ensure_topics(settings.bootstrap_servers, settings.topics))
+    if created:
+        logging.getLogger("gateway").info("created topics %s", ", ".join(created))
+
+
 def cmd_router(args: argparse.Namespace) -> None:
     from processors.router import serve
 
     settings = _settings(args)
+    _ensure_topics(settings)
     _uvloop()
     asyncio.run(serve(settings, args.instance_id))
 
@@ -61,6 +70,7 @@ def cmd_ingress(args: argparse.Namespace) -> None:
     from ingress.app import create_app
 
     settings = _settings(args)
+    _ensure_topics(settings)
     app = create_app(settings, args.reply_partition)
     uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
                 log_level=args.log_level, access_log=False, timeout_graceful_shutdown=args.grace_s)
@@ -92,7 +102,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     if settings.uses_local_kafka:
         started_broker = not kafka_broker.running()
         kafka_broker.start()
-    asyncio.run(kafka_clients.ensure_topics(settings.bootstrap_servers, settings.topics))
+    _ensure_topics(settings)
     children: list[subprocess.Popen[bytes]] = []
     cloud_keys = [n for n, p in settings.config.providers.items() if p.api_key_env and p.enabled]
     model_note = f"providers with keys: {', '.join(cloud_keys)}"

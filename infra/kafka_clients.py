@@ -13,10 +13,10 @@ from schemas.topics import ALL, TopicNames
 log = logging.getLogger(__name__)
 
 
-def producer(bootstrap: str) -> AIOKafkaProducer:
-    """linger 0: a record leaves as soon as it is sent; acks=all: an accepted record survives a broker."""
+def producer(bootstrap: str, linger_ms: int = 0) -> AIOKafkaProducer:
+    """linger 0 (the default): a record leaves as soon as it is sent; acks=all: a record survives a broker."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=0, acks="all", enable_idempotence=True,
+        bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all", enable_idempotence=True,
         request_timeout_ms=10000, client_id="gateway",
     )
 

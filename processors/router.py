@@ -51,6 +51,7 @@ class RouterWorker:
         routes = RouteTable(settings.config, load_catalog(settings.config.catalog))
         self._handler = ChatHandler(settings, routes, self._upstreams)
         self._producer = kafka_clients.producer(settings.bootstrap_servers)
+        self._audit = kafka_clients.producer(settings.bootstrap_servers, linger_ms=0)
         self._consumer = kafka_clients.consumer(
             settings.bootstrap_servers,
             group_id=settings.router_group,
@@ -62,6 +63,7 @@ class RouterWorker:
 
     async def run(self) -> None:
         await self._producer.start()
+        await self._audit.start()
         await self._consumer.start()
         self._consumer.subscribe([self.settings.topics.requests], listener=_CommitOnRevoke(self))
         committer = asyncio.create_task(self._commit_loop())
@@ -75,6 +77,7 @@ class RouterWorker:
             await self.commit()
             await self._consumer.stop()
             await self._producer.stop()
+            await self._audit.stop()
             await self._upstreams.aclose()
 
     def stop(self) -> None:
@@ -129,13 +132,14 @@ class RouterWorker:
             request["reply_topic"], codec.encode(outcome.reply_event, outcome.reply), key=key,
             partition=partition, headers=codec.headers(outcome.reply_event, traceparent),
         )]
+        # Attempts and usage are not on the caller's path: their producer batches them (linger 5 ms).
         for attempt in outcome.attempts:
-            deliveries.append(await self._producer.send(
+            deliveries.append(await self._audit.send(
                 topics.attempts, codec.encode("AttemptFinished", attempt), key=key,
                 headers=codec.headers("AttemptFinished", traceparent),
             ))
         if outcome.usage is not None:
-            deliveries.append(await self._producer.send(
+            deliveries.append(await self._audit.send(
                 topics.usage, codec.encode("UsageRecorded", outcome.usage), key=request["project"].encode(),
                 headers=codec.headers("UsageRecorded", traceparent),
             ))
