@@ -18,7 +18,8 @@ from infra.config import Settings
 from ingress import answers, bodies
 from ingress.auth import Caller, authenticate
 from ingress.bridge import KafkaBridge
-from ingress.errors import GatewayError, error_response, install, invalid_request
+from ingress.errors import GatewayError, install, invalid_request
+from ingress.hot_path import Handler, HotPath
 from processors.catalog import load_catalog
 from processors.routing import RouteTable
 
@@ -61,7 +62,7 @@ class RouterProbe:
         return self._ok
 
 
-def create_app(settings: Settings, reply_partition: int = 0) -> FastAPI:
+def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
     routes = RouteTable(settings.config, load_catalog(settings.config.catalog))
     bridge = KafkaBridge(settings, reply_partition)
     probe = RouterProbe(settings)
@@ -77,7 +78,6 @@ def create_app(settings: Settings, reply_partition: int = 0) -> FastAPI:
             await bridge.stop()
 
     app = FastAPI(title="Kafka AI Gateway", lifespan=lifespan)
-    app.state.bridge = bridge
     install(app)
 
     async def read_body(request: Request) -> bytes:
@@ -138,17 +138,11 @@ def create_app(settings: Settings, reply_partition: int = 0) -> FastAPI:
                                headers={"x-request-id": reply["request_id"]})
         return reply
 
-    def endpoint(body_type: type[bodies._ChatBody], render: Callable[[dict[str, Any]], dict[str, Any]]):
+    def endpoint(body_type: type[bodies._ChatBody], render: Callable[[dict[str, Any]], dict[str, Any]]) -> Handler:
         async def handler(request: Request) -> Response:
-            try:
-                reply = await chat(request, body_type)
-            except GatewayError as error:
-                return error_response(error)
+            reply = await chat(request, body_type)
             return _json(render(reply), answers.gateway_headers(reply))
         return handler
-
-    app.add_api_route("/v1/gateway/chat", endpoint(bodies.NativeChat, answers.native), methods=["POST"])
-    app.add_api_route("/v1/chat/completions", endpoint(bodies.OpenAIChat, answers.openai_chat), methods=["POST"])
 
     @app.get("/v1/models")
     async def models(request: Request) -> Response:
@@ -167,4 +161,7 @@ def create_app(settings: Settings, reply_partition: int = 0) -> FastAPI:
         return Response(orjson.dumps({"ready": all(checks.values()), **checks}),
                         200 if all(checks.values()) else 503, media_type="application/json")
 
-    return app
+    return HotPath(app, {
+        ("POST", "/v1/gateway/chat"): endpoint(bodies.NativeChat, answers.native),
+        ("POST", "/v1/chat/completions"): endpoint(bodies.OpenAIChat, answers.openai_chat),
+    })

@@ -51,7 +51,7 @@ class RouterWorker:
         routes = RouteTable(settings.config, load_catalog(settings.config.catalog))
         self._handler = ChatHandler(settings, routes, self._upstreams)
         self._producer = kafka_clients.producer(settings.bootstrap_servers)
-        self._audit = kafka_clients.producer(settings.bootstrap_servers, linger_ms=0)
+        self._audit = kafka_clients.producer(settings.bootstrap_servers, linger_ms=5)
         self._consumer = kafka_clients.consumer(
             settings.bootstrap_servers,
             group_id=settings.router_group,
