@@ -22,6 +22,7 @@ from ingress.errors import GatewayError, install, invalid_request
 from ingress.hot_path import Handler, HotPath
 from processors.catalog import load_catalog
 from processors.routing import RouteTable
+from schemas.topics import REPLIES
 
 TIMEOUT_HEADER = "x-gateway-timeout-ms"
 
@@ -63,6 +64,8 @@ class RouterProbe:
 
 
 def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
+    if not 0 <= reply_partition < REPLIES.partitions:
+        raise ValueError(f"reply partition must be in [0, {REPLIES.partitions - 1}], not {reply_partition}")
     routes = RouteTable(settings.config, load_catalog(settings.config.catalog))
     bridge = KafkaBridge(settings, reply_partition)
     probe = RouterProbe(settings)
