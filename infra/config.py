@@ -49,11 +49,16 @@ class GatewayKey(_Strict):
 
 
 class Provider(_Strict):
-    kind: Literal["openai", "openai_compatible"]
+    kind: Literal["openai", "openai_compatible", "azure", "anthropic", "gemini", "bedrock"]
     base_url: str
-    api_key_env: str | None = None
+    api_key_env: str | None = Field(None, description="Bedrock: the secret access key's variable.")
     timeout_s: float = Field(60.0, gt=0)
     max_connections: int = Field(256, ge=1)
+    api_version: str | None = Field(None, description="Azure OpenAI's api-version.")
+    auth: Literal["key", "entra"] = Field("key", description="Azure: api-key header, or an Entra ID bearer token.")
+    region: str | None = Field(None, description="Bedrock's AWS region.")
+    access_key_id_env: str = "AWS_ACCESS_KEY_ID"
+    session_token_env: str = "AWS_SESSION_TOKEN"
 
     @field_validator("base_url")
     @classmethod
@@ -62,12 +67,31 @@ class Provider(_Strict):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _kind_needs(self) -> Provider:
+        if self.kind == "bedrock" and not self.region:
+            raise ValueError("a bedrock provider needs 'region'")
+        return self
+
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    def options(self) -> dict[str, str]:
+        """Per-kind settings an adapter needs (Bedrock's key id and token are read from the environment)."""
+        options = {"auth": self.auth}
+        if self.api_version:
+            options["api_version"] = self.api_version
+        if self.kind == "bedrock":
+            options["region"] = self.region or ""
+            options["access_key_id"] = os.environ.get(self.access_key_id_env, "")
+            options["session_token"] = os.environ.get(self.session_token_env, "")
+        return options
 
     @property
     def enabled(self) -> bool:
         """A provider that names a key variable is usable only when that variable is set."""
+        if self.kind == "bedrock" and not os.environ.get(self.access_key_id_env):
+            return False
         return self.api_key_env is None or bool(self.api_key())
 
 

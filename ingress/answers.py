@@ -5,17 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 
+def _tool_calls(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            for c in reply["tool_calls"]]
+
+
 def native(reply: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": reply["request_id"],
         "model": reply["model"],
         "provider": reply["provider"],
         "content": reply["content"],
+        "tool_calls": _tool_calls(reply),
         "finish_reason": reply["finish_reason"],
         "usage": {
             "prompt_tokens": reply["prompt_tokens"],
             "completion_tokens": reply["completion_tokens"],
             "total_tokens": reply["total_tokens"],
+            "cached_tokens": reply["cached_tokens"],
+            "reasoning_tokens": reply["reasoning_tokens"],
             "cost_usd": reply["cost_usd"],
         },
         "latency_ms": reply["latency_ms"],
@@ -23,6 +31,11 @@ def native(reply: dict[str, Any]) -> dict[str, Any]:
 
 
 def openai_chat(reply: dict[str, Any]) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply["content"] or None, "refusal": None}
+    if reply["tool_calls"]:
+        message["tool_calls"] = _tool_calls(reply)
+    elif message["content"] is None:
+        message["content"] = ""
     return {
         "id": reply["request_id"],
         "object": "chat.completion",
@@ -30,7 +43,7 @@ def openai_chat(reply: dict[str, Any]) -> dict[str, Any]:
         "model": reply["model"],
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": reply["content"], "refusal": None},
+            "message": message,
             "logprobs": None,
             "finish_reason": reply["finish_reason"],
         }],
@@ -38,6 +51,8 @@ def openai_chat(reply: dict[str, Any]) -> dict[str, Any]:
             "prompt_tokens": reply["prompt_tokens"],
             "completion_tokens": reply["completion_tokens"],
             "total_tokens": reply["total_tokens"],
+            "prompt_tokens_details": {"cached_tokens": reply["cached_tokens"]},
+            "completion_tokens_details": {"reasoning_tokens": reply["reasoning_tokens"]},
         },
         "system_fingerprint": None,
     }

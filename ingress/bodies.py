@@ -1,38 +1,123 @@
 """The request bodies the ingress accepts (native and OpenAI-compatible), validated straight from the
-raw bytes by pydantic, and turned into a RequestReceived record."""
+raw bytes by pydantic, and turned into the fields of a RequestReceived record.
+
+OpenAI's Chat Completions format is the lingua franca; the native format carries the same fields plus
+an ordered `fallback` list. A parameter the gateway does not support is refused with a 400 naming it,
+never dropped silently.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ingress.errors import GatewayError, invalid_request
 
 
-class TextPart(BaseModel):
+class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+
+class TextPart(_Body):
     type: Literal["text"]
     text: str
 
 
-class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ImageURL(_Body):
+    url: str = Field(min_length=1)
+    detail: Literal["auto", "low", "high"] | None = None
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+
+class ImagePart(_Body):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
+class FunctionCall(_Body):
+    name: str
+    arguments: str
+
+
+class ToolCall(_Body):
+    id: str = Field(min_length=1)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class Message(_Body):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[Part] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
-    def text(self) -> str:
+    @model_validator(mode="after")
+    def _complete(self) -> Message:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a message with role 'tool' needs 'tool_call_id'")
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError(f"a message with role '{self.role}' needs 'content'")
+        return self
+
+    def event(self) -> dict[str, Any]:
+        parts: list[dict[str, Any]] = []
+        content: str | None = None
         if isinstance(self.content, str):
-            return self.content
-        return "".join(part.text for part in self.content)
+            content = self.content
+        elif self.content is not None:
+            for part in self.content:
+                if isinstance(part, TextPart):
+                    parts.append({"type": "text", "text": part.text, "image_url": None, "detail": None})
+                else:
+                    parts.append({"type": "image_url", "text": None, "image_url": part.image_url.url,
+                                  "detail": part.image_url.detail})
+        return {
+            "role": self.role, "content": content, "name": self.name, "parts": parts,
+            "tool_calls": [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments}
+                           for c in self.tool_calls or ()],
+            "tool_call_id": self.tool_call_id,
+        }
 
 
-class _ChatBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FunctionDefinition(_Body):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
 
+
+class Tool(_Body):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(_Body):
+    name: str
+
+
+class NamedToolChoice(_Body):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchema(_Body):
+    name: str
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Body):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchema | None = None
+
+
+class _ChatBody(_Body):
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
     max_tokens: Annotated[int, Field(ge=1)] | None = None
@@ -41,6 +126,10 @@ class _ChatBody(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     user: str | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
     stream: bool = False
 
     @field_validator("stream")
@@ -50,25 +139,29 @@ class _ChatBody(BaseModel):
             raise ValueError("streaming is not supported yet; send stream=false")
         return value
 
-    def stop_list(self) -> list[str]:
-        if self.stop is None:
-            return []
-        return [self.stop] if isinstance(self.stop, str) else self.stop
-
     def fallback_models(self) -> list[str]:
         return []
 
     def event_fields(self) -> dict[str, Any]:
+        choice = self.tool_choice
         return {
             "model": self.model,
             "fallback": self.fallback_models(),
-            "messages": [{"role": m.role, "content": m.text(), "name": m.name} for m in self.messages],
+            "messages": [m.event() for m in self.messages],
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "top_p": self.top_p,
-            "stop": self.stop_list(),
+            "stop": [self.stop] if isinstance(self.stop, str) else self.stop or [],
             "seed": self.seed,
             "user": self.user,
+            "tools": [{"name": t.function.name, "description": t.function.description,
+                       "parameters_json": orjson.dumps(t.function.parameters).decode()
+                       if t.function.parameters is not None else None,
+                       "strict": t.function.strict} for t in self.tools or ()],
+            "tool_choice": f"function:{choice.function.name}" if isinstance(choice, NamedToolChoice) else choice,
+            "parallel_tool_calls": self.parallel_tool_calls,
+            "response_format_json": self.response_format.model_dump_json(by_alias=True, exclude_none=True)
+            if self.response_format else None,
         }
 
 
@@ -82,7 +175,7 @@ class NativeChat(_ChatBody):
 
 
 class OpenAIChat(_ChatBody):
-    """`POST /v1/chat/completions`: OpenAI's Chat Completions body (the parameters supported so far)."""
+    """`POST /v1/chat/completions`: OpenAI's Chat Completions body."""
 
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     n: Literal[1] = 1
@@ -103,7 +196,8 @@ def parse(model: type[_ChatBody], raw: bytes) -> _ChatBody:
 
 def _as_client_error(exc: ValidationError) -> GatewayError:
     first = exc.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"])
+    # Drop pydantic's union-branch tags (messages.0.content.str) from the location a client sees.
+    where = ".".join(str(p) for p in first["loc"] if p not in ("str", "list[tagged-union[TextPart,ImagePart]]"))
     if first["type"] == "json_invalid":
         return invalid_request(f"request body is not valid JSON: {first['msg']}", "invalid_json")
     if first["type"] == "extra_forbidden":

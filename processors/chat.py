@@ -15,7 +15,7 @@ from infra.config import Settings
 from processors.catalog import cost_usd
 from processors.failover import DEADLINE_EXCEEDED, ClientError, client_error, retry_delay_s
 from processors.providers import ADAPTERS
-from processors.providers.base import ChatResult, ProviderError
+from processors.providers.base import ChatResult, ProviderError, Unsupported, Upstream
 from processors.routing import RouteTable, Target
 from processors.upstream import UpstreamResponse, Upstreams
 
@@ -59,7 +59,7 @@ class ChatHandler:
                 if isinstance(result, ChatResult):
                     return self._completed(request, outcome, target, result)
                 last = (target.provider, result)
-                if result.kind == "bad_request":  # the request itself is wrong: no other model will take it
+                if result.kind in ("bad_request", "content_filter"):  # no other model will take it either
                     return self._failed(request, outcome, client_error(*last), target)
                 delay = retry_delay_s(self._settings.config.retry, result, tries, remaining)
                 if delay is None:
@@ -82,11 +82,17 @@ class ChatHandler:
     ) -> ChatResult | ProviderError:
         provider = self._settings.config.providers[target.provider]
         adapter = ADAPTERS[provider.kind]
-        call = adapter.build_chat(request, target.upstream_model, provider.api_key())
+        upstream = Upstream(target.provider, provider.base_url, target.upstream_model, provider.api_key(),
+                            target.info.capabilities if target.info else (), provider.options())
         started_ms = now_ms()
         t0 = time.perf_counter()
-        response = await self._upstreams.send(target.provider, call, min(provider.timeout_s, remaining_s))
         result: ChatResult | ProviderError
+        try:
+            call = adapter.build_chat(request, upstream)
+        except Unsupported as exc:
+            response: UpstreamResponse | ProviderError = ProviderError("unsupported", str(exc))
+        else:
+            response = await self._upstreams.send(target.provider, call, min(provider.timeout_s, remaining_s))
         if isinstance(response, UpstreamResponse):
             if response.status == 200:
                 try:
@@ -130,9 +136,10 @@ class ChatHandler:
             "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
             "total_tokens": total, "cost_usd": cost, "latency_ms": latency,
             "attempts": len(outcome.attempts), "completed_at_ms": finished,
+            "tool_calls": list(result.tool_calls), "cached_tokens": result.cached_tokens,
+            "reasoning_tokens": result.reasoning_tokens,
         }
-        outcome.usage = self._usage(request, outcome, target.model, target.provider, "ok", None,
-                                    result.prompt_tokens, result.completion_tokens, cost, latency)
+        outcome.usage = self._usage(request, outcome, target.model, target.provider, "ok", None, result, cost, latency)
         return outcome
 
     def _failed(
@@ -150,19 +157,23 @@ class ChatHandler:
             last = outcome.attempts[-1] if outcome.attempts else None
             model = last["model"] if last else (target.model if target else request["model"])
             provider = last["provider"] if last else (target.provider if target else "")
-            outcome.usage = self._usage(request, outcome, model, provider, "error", error.code, 0, 0, 0.0,
+            outcome.usage = self._usage(request, outcome, model, provider, "error", error.code, None, 0.0,
                                         float(finished - request["received_at_ms"]))
         return outcome
 
     @staticmethod
     def _usage(
         request: dict[str, Any], outcome: Outcome, model: str, provider: str, status: str, code: str | None,
-        prompt: int, completion: int, cost: float, latency: float,
+        result: ChatResult | None, cost: float, latency: float,
     ) -> dict[str, Any]:
+        prompt = result.prompt_tokens if result else 0
+        completion = result.completion_tokens if result else 0
         return {
             "event_id": request["request_id"], "request_id": request["request_id"],
             "project": request["project"], "key_id": request["key_id"], "model": model, "provider": provider,
             "status": status, "error_code": code, "prompt_tokens": prompt, "completion_tokens": completion,
             "total_tokens": prompt + completion, "cost_usd": cost, "latency_ms": latency,
             "attempts": len(outcome.attempts), "recorded_at_ms": now_ms(),
+            "cached_tokens": result.cached_tokens if result else 0,
+            "reasoning_tokens": result.reasoning_tokens if result else 0,
         }

@@ -38,6 +38,10 @@ def client_error(provider: str, error: ProviderError) -> ClientError:
     """What the caller sees once the last attempt has failed with `error`."""
     if error.kind == "bad_request":
         return ClientError(400, "invalid_request_error", "upstream_bad_request", f"{provider}: {error.message}")
+    if error.kind == "unsupported":
+        return ClientError(400, "invalid_request_error", "unsupported_parameter", error.message)
+    if error.kind == "content_filter":
+        return ClientError(400, "invalid_request_error", "content_filter", f"{provider}: {error.message}")
     if error.kind == "upstream_auth":
         return ClientError(
             502, "api_error", "upstream_auth_failed",

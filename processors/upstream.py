@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-import orjson
+from yarl import URL
 
 from infra.config import Provider
 from processors.providers.base import HttpCall, ProviderError
@@ -29,11 +29,9 @@ class Upstreams:
     """Create inside the event loop; one connection pool per provider, shared by every request."""
 
     def __init__(self, providers: dict[str, Provider]) -> None:
-        self._providers = providers
         self._sessions = {
             name: aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=p.max_connections, keepalive_timeout=30),
-                json_serialize=lambda obj: orjson.dumps(obj).decode(),
                 trust_env=False,
             )
             for name, p in providers.items()
@@ -41,11 +39,10 @@ class Upstreams:
 
     async def send(self, provider: str, call: HttpCall, timeout_s: float) -> UpstreamResponse | ProviderError:
         """Send a call; transport failures come back as retryable ProviderErrors, never raised."""
-        url = self._providers[provider].base_url + call.path
         timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 5.0))
         try:
             async with self._sessions[provider].request(
-                call.method, url, data=orjson.dumps(call.body), headers=call.headers, timeout=timeout,
+                call.method, URL(call.url, encoded=True), data=call.body, headers=call.headers, timeout=timeout,
             ) as response:
                 body = await response.read()
                 headers = {k.lower(): v for k, v in response.headers.items()}

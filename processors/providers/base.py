@@ -1,24 +1,42 @@
 """What every provider adapter is: pure translations between the gateway's unified shapes and one
-provider's wire format. Retries, failover and HTTP live above the adapters, never inside them."""
+provider's wire format. Retries, failover and HTTP live above the adapters, never inside them.
+
+The unified request is the RequestReceived record (schemas/avro/request_received.avsc): OpenAI's
+Chat Completions vocabulary, with tools as JSON-schema text and tool-call arguments as JSON text.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 ErrorKind = Literal[
-    "bad_request", "upstream_auth", "not_found", "rate_limited", "server_error", "timeout", "connection"
+    "bad_request", "unsupported", "content_filter", "upstream_auth", "not_found", "rate_limited",
+    "server_error", "timeout", "connection",
 ]
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """Where one call goes: the configured provider, the model as that provider names it, and its key."""
+
+    provider: str
+    base_url: str
+    model: str
+    api_key: str | None = None
+    capabilities: tuple[str, ...] = ()
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class HttpCall:
-    """One provider request, ready for the HTTP runner."""
+    """One provider request, ready for the HTTP runner (the body already serialized: it may be signed)."""
 
     method: str
-    path: str
+    url: str
     headers: dict[str, str]
-    body: dict[str, Any]
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -28,6 +46,8 @@ class ChatResult:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    tool_calls: tuple[dict[str, str], ...] = ()
     upstream_id: str | None = None
 
 
@@ -45,8 +65,16 @@ class ProviderError:
         return self.kind in ("rate_limited", "server_error", "timeout", "connection")
 
 
+class Unsupported(Exception):
+    """The request uses something this provider cannot honour; raised by build_chat, before any call."""
+
+    def __init__(self, provider: str, field: str, why: str = "") -> None:
+        super().__init__(f"provider {provider} cannot honour '{field}'" + (f": {why}" if why else ""))
+        self.field = field
+
+
 class ChatAdapter(Protocol):
-    def build_chat(self, request: dict[str, Any], upstream_model: str, api_key: str | None) -> HttpCall: ...
+    def build_chat(self, request: dict[str, Any], upstream: Upstream) -> HttpCall: ...
 
     def parse_chat(self, body: dict[str, Any]) -> ChatResult: ...
 
@@ -59,16 +87,16 @@ def kind_for_status(status: int) -> ErrorKind:
         return "upstream_auth"
     if status == 404:
         return "not_found"
-    if status in (408, 409):
-        return "timeout" if status == 408 else "server_error"
-    if status == 429:
-        return "rate_limited"
+    if status == 408:
+        return "timeout"
+    if status in (409, 429):
+        return "server_error" if status == 409 else "rate_limited"
     if status >= 500:
         return "server_error"
     return "bad_request"
 
 
-def retry_after_seconds(headers: dict[str, str]) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """`retry-after-ms` (OpenAI's) or `retry-after` in seconds; HTTP dates are ignored."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(name)
@@ -79,3 +107,18 @@ def retry_after_seconds(headers: dict[str, str]) -> float | None:
         except ValueError:
             continue
     return None
+
+
+def data_url(url: str) -> tuple[str, str] | None:
+    """(media type, base64 data) of a `data:<type>;base64,<data>` URL, else None."""
+    if not url.startswith("data:") or ";base64," not in url:
+        return None
+    head, _, data = url.partition(";base64,")
+    return head[5:] or "application/octet-stream", data
+
+
+def text_of(message: dict[str, Any]) -> str:
+    """A message's text, from its plain content or its text parts."""
+    if message.get("content") is not None:
+        return message["content"]
+    return "".join(p["text"] or "" for p in message.get("parts") or () if p["type"] == "text")

@@ -9,53 +9,108 @@ from typing import Any
 
 import orjson
 
-from processors.providers.base import ChatResult, HttpCall, ProviderError, kind_for_status, retry_after_seconds
+from processors.providers.base import (
+    ChatResult,
+    HttpCall,
+    ProviderError,
+    Unsupported,
+    Upstream,
+    kind_for_status,
+    retry_after_seconds,
+)
 
-_OPTIONAL = ("max_tokens", "temperature", "top_p", "seed", "user")
+
+def message_to_openai(message: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message["role"]}
+    if message.get("parts"):
+        out["content"] = [
+            {"type": "text", "text": p["text"]} if p["type"] == "text"
+            else {"type": "image_url", "image_url": {"url": p["image_url"], **({"detail": p["detail"]}
+                                                                              if p.get("detail") else {})}}
+            for p in message["parts"]
+        ]
+    else:
+        out["content"] = message.get("content")
+    if message.get("name"):
+        out["name"] = message["name"]
+    if message.get("tool_calls"):
+        out["tool_calls"] = [{"id": c["id"], "type": "function",
+                              "function": {"name": c["name"], "arguments": c["arguments"]}}
+                             for c in message["tool_calls"]]
+    if message.get("tool_call_id"):
+        out["tool_call_id"] = message["tool_call_id"]
+    return out
 
 
-def build_chat(request: dict[str, Any], upstream_model: str, api_key: str | None) -> HttpCall:
-    messages = []
-    for message in request["messages"]:
-        out = {"role": message["role"], "content": message["content"]}
-        if message.get("name"):
-            out["name"] = message["name"]
-        messages.append(out)
-    body: dict[str, Any] = {"model": upstream_model, "messages": messages}
-    for field in _OPTIONAL:
-        if request.get(field) is not None:
-            body[field] = request[field]
+def chat_body(request: dict[str, Any], upstream: Upstream) -> dict[str, Any]:
+    """The Chat Completions body (without `model`, which Azure takes from the URL)."""
+    reasoning = "reasoning" in upstream.capabilities
+    body: dict[str, Any] = {"messages": [message_to_openai(m) for m in request["messages"]]}
+    if request.get("max_tokens") is not None:
+        body["max_completion_tokens" if reasoning else "max_tokens"] = request["max_tokens"]
+    for name in ("temperature", "top_p"):
+        if request.get(name) is not None:
+            if reasoning:
+                raise Unsupported(upstream.provider, name, f"reasoning model {upstream.model} does not take it")
+            body[name] = request[name]
+    for name in ("seed", "user", "parallel_tool_calls"):
+        if request.get(name) is not None:
+            body[name] = request[name]
     if request.get("stop"):
         body["stop"] = request["stop"]
+    if request.get("tools"):
+        body["tools"] = [{"type": "function", "function": {
+            "name": t["name"],
+            **({"description": t["description"]} if t.get("description") else {}),
+            **({"parameters": orjson.loads(t["parameters_json"])} if t.get("parameters_json") else {}),
+            **({"strict": t["strict"]} if t.get("strict") is not None else {}),
+        }} for t in request["tools"]]
+    choice = request.get("tool_choice")
+    if choice:
+        body["tool_choice"] = {"type": "function", "function": {"name": choice[9:]}} \
+            if choice.startswith("function:") else choice
+    if request.get("response_format_json"):
+        body["response_format"] = orjson.loads(request["response_format_json"])
+    return body
+
+
+def build_chat(request: dict[str, Any], upstream: Upstream) -> HttpCall:
+    body = {"model": upstream.model, **chat_body(request, upstream)}
     headers = {"content-type": "application/json"}
-    if api_key:
-        headers["authorization"] = f"Bearer {api_key}"
-    return HttpCall("POST", "/chat/completions", headers, body)
+    if upstream.api_key:
+        headers["authorization"] = f"Bearer {upstream.api_key}"
+    return HttpCall("POST", upstream.base_url + "/chat/completions", headers, orjson.dumps(body))
 
 
 def parse_chat(body: dict[str, Any]) -> ChatResult:
     choice = body["choices"][0]
+    message = choice["message"]
     usage = body.get("usage") or {}
-    details = usage.get("prompt_tokens_details") or {}
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
     return ChatResult(
-        content=choice["message"].get("content") or "",
+        content=message.get("content") or "",
         finish_reason=choice.get("finish_reason") or "stop",
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),
-        cached_tokens=int(details.get("cached_tokens") or 0),
+        cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        tool_calls=tuple({"id": c["id"], "name": c["function"]["name"], "arguments": c["function"]["arguments"]}
+                         for c in message.get("tool_calls") or ()),
         upstream_id=body.get("id"),
     )
 
 
 def parse_error(status: int, body: bytes, headers: dict[str, str]) -> ProviderError:
-    message = f"HTTP {status}"
+    message, code = f"HTTP {status}", None
     try:
         error = orjson.loads(body).get("error")
-        if isinstance(error, dict) and error.get("message"):
-            message = str(error["message"])
+        if isinstance(error, dict):
+            message, code = str(error.get("message") or message), error.get("code")
         elif isinstance(error, str):
             message = error
     except (orjson.JSONDecodeError, AttributeError):
         if body:
             message = body[:200].decode(errors="replace")
-    return ProviderError(kind_for_status(status), message, status, retry_after_seconds(headers))
+    kind = "content_filter" if code == "content_filter" else kind_for_status(status)
+    return ProviderError(kind, message, status, retry_after_seconds(headers))

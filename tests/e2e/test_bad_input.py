@@ -32,13 +32,16 @@ def assert_openai_error(response: httpx.Response, status: int, code: str) -> dic
     (b'{"model": 42, "messages": [{"role": "user", "content": "hi"}]}', "invalid_value", "model"),
     (b'{"model": "gpt-4o", "messages": "hi"}', "invalid_value", "messages"),
     (b'{"model": "gpt-4o", "messages": [{"role": "wizard", "content": "hi"}]}', "invalid_value", "messages.0.role"),
-    (b'{"model": "gpt-4o", "messages": [{"role": "user"}]}', "missing_required_parameter", "messages.0.content"),
+    (b'{"model": "gpt-4o", "messages": [{"role": "user"}]}', "invalid_value", "messages.0"),
     (b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "ten"}',
      "invalid_value", "max_tokens"),
     (b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "temperature": 9}',
      "invalid_value", "temperature"),
-    (b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "tools": []}',
-     "unsupported_parameter", "tools"),
+    (b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "logit_bias": {"50256": -100}}',
+     "unsupported_parameter", "logit_bias"),
+    (b'{"model": "gpt-4o", "messages": [{"role": "tool", "content": "42"}]}', "invalid_value", "messages.0"),
+    (b'{"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "video", "url": "x"}]}]}',
+     "invalid_value", "messages.0.content"),
 ])
 def test_malformed_bodies_get_400_naming_the_problem(
     gateway: Gateway, path: str, body: bytes, code: str, param: str | None

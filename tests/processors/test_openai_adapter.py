@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import orjson
+import pytest
+
 from processors.providers import openai
+from processors.providers.base import Unsupported, Upstream
 
 FIXTURES = Path(__file__).with_name("fixtures")
 REQUEST = {
@@ -13,14 +17,15 @@ REQUEST = {
                                     {"role": "user", "content": "Hello!", "name": "ana"}],
     "max_tokens": 100, "temperature": 0.2, "top_p": None, "stop": ["END"], "seed": None, "user": None,
 }
+UPSTREAM = Upstream("openai", "https://api.openai.com/v1", "gpt-4o-2024-08-06", "sk-live")
 
 
 def test_a_unified_request_becomes_a_chat_completions_call() -> None:
-    call = openai.build_chat(REQUEST, "gpt-4o-2024-08-06", "sk-live")
+    call = openai.build_chat(REQUEST, UPSTREAM)
 
-    assert (call.method, call.path) == ("POST", "/chat/completions")
+    assert (call.method, call.url) == ("POST", "https://api.openai.com/v1/chat/completions")
     assert call.headers["authorization"] == "Bearer sk-live"
-    assert call.body == {
+    assert orjson.loads(call.body) == {
         "model": "gpt-4o-2024-08-06",
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello!", "name": "ana"}],
         "max_tokens": 100, "temperature": 0.2, "stop": ["END"],
@@ -28,7 +33,17 @@ def test_a_unified_request_becomes_a_chat_completions_call() -> None:
 
 
 def test_a_keyless_server_gets_no_authorization_header() -> None:
-    assert "authorization" not in openai.build_chat(REQUEST, "m", None).headers
+    keyless = Upstream("local", "http://127.0.0.1:18181/v1", "smollm2")
+    assert "authorization" not in openai.build_chat(REQUEST, keyless).headers
+
+
+def test_reasoning_models_take_max_completion_tokens_and_refuse_temperature() -> None:
+    o3 = Upstream("openai", "https://api.openai.com/v1", "o3", "sk", capabilities=("chat", "reasoning"))
+
+    body = orjson.loads(openai.build_chat({**REQUEST, "temperature": None}, o3).body)
+    assert body["max_completion_tokens"] == 100 and "max_tokens" not in body
+    with pytest.raises(Unsupported, match="'temperature'"):
+        openai.build_chat(REQUEST, o3)
 
 
 def test_the_reference_response_becomes_a_unified_result() -> None:

@@ -28,14 +28,31 @@ def test_a_request_round_trips_with_defaults_filled_in() -> None:
 
     assert name == "RequestReceived"
     assert decoded == {**REQUEST, "reply_partition": -1, "fallback": [], "max_tokens": None, "temperature": None,
-                       "top_p": None, "stop": [], "seed": None, "user": None,
-                       "messages": [{"role": "user", "content": "hi", "name": None}]}
+                       "top_p": None, "stop": [], "seed": None, "user": None, "tools": [], "tool_choice": None,
+                       "parallel_tool_calls": None, "response_format_json": None,
+                       "messages": [{"role": "user", "content": "hi", "name": None, "parts": [], "tool_calls": [],
+                                     "tool_call_id": None}]}
 
 
 def test_headers_name_the_event_its_version_and_the_trace() -> None:
     headers = dict(codec.headers("UsageRecorded", "00-trace"))
 
-    assert headers == {"event": b"UsageRecorded", "schema-version": b"1", "traceparent": b"00-trace"}
+    assert headers == {"event": b"UsageRecorded", "schema-version": b"2", "traceparent": b"00-trace"}
+
+
+def test_a_record_of_an_older_version_is_read_with_the_new_fields_defaulted() -> None:
+    v1 = json.loads((Path(codec.__file__).with_name("avro") / "response_completed.v1.avsc").read_text())
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(v1), {
+        "request_id": "r-1", "project": "p", "model": "gpt-4o", "provider": "openai", "content": "hi",
+        "finish_reason": "stop", "prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "cost_usd": 0.1,
+        "latency_ms": 5.0, "attempts": 1, "completed_at_ms": 7,
+    })
+
+    name, decoded = codec.decode([("event", b"ResponseCompleted"), ("schema-version", b"1")], buf.getvalue())
+
+    assert (name, decoded["content"], decoded["tool_calls"], decoded["cached_tokens"]) == \
+        ("ResponseCompleted", "hi", [], 0)
 
 
 def test_a_record_without_event_headers_is_rejected() -> None:
@@ -45,11 +62,11 @@ def test_a_record_without_event_headers_is_rejected() -> None:
 
 def test_an_older_reader_reads_a_newer_version_that_appended_a_field_with_a_default() -> None:
     raw = json.loads((Path(codec.__file__).with_name("avro") / "request_received.avsc").read_text())
-    raw["version"] = 2
+    raw["version"] = 3
     raw["fields"].append({"name": "priority", "type": "int", "default": 0})
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, fastavro.parse_schema(raw), {**REQUEST, "priority": 7})
-    newer_headers = [("event", b"RequestReceived"), ("schema-version", b"2")]
+    newer_headers = [("event", b"RequestReceived"), ("schema-version", b"3")]
 
     name, decoded = codec.decode(newer_headers, buf.getvalue())
 
