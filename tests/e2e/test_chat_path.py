@@ -29,7 +29,7 @@ def test_quick_start_answers_in_the_product_page_shape_with_its_cost(gateway: Ga
     usage = body["usage"]
     # The mock counts words: prompt "Hello!" -> 1 + 3 per message; the answer has 7 words.
     assert usage == {
-        "prompt_tokens": 4, "completion_tokens": 7, "total_tokens": 11,
+        "prompt_tokens": 4, "completion_tokens": 7, "total_tokens": 11, "cached_tokens": 0, "reasoning_tokens": 0,
         "cost_usd": pytest.approx(4 * 2.50 / 1e6 + 7 * 10.00 / 1e6),
     }
     assert body["latency_ms"] > 0
