@@ -77,18 +77,47 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("logs")
 
 
+MOCK_KEYS = {
+    "MOCK_OPENAI_API_KEY": MOCK_OPENAI_KEY,
+    "MOCK_AZURE_API_KEY": "azure-mock-key",
+    "MOCK_ANTHROPIC_API_KEY": "sk-ant-mock",
+    "MOCK_GEMINI_API_KEY": "gemini-mock-key",
+    "MOCK_AWS_ACCESS_KEY_ID": "AKIAMOCKBEDROCK00001",
+    "MOCK_AWS_SECRET_ACCESS_KEY": "mock-secret-access-key",
+}
+
+
+def _mock_server(module: str, logs: Path) -> Iterator[str]:
+    """A provider mock as a real HTTP server on its own port; yields its base URL."""
+    port = free_port()
+    with open(logs / f"{module}.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", f"tests.mocks.{module}", "--port", str(port)],
+                                   env={**os.environ, **MOCK_KEYS}, stdout=log, stderr=log)
+    wait_for_port(port, process)
+    yield f"http://127.0.0.1:{port}"
+    stop_process(process)
+
+
 @pytest.fixture(scope="session")
 def openai_mock(logs: Path) -> Iterator[str]:
-    """The OpenAI mock as a real HTTP server; yields its base URL (ending in /v1)."""
-    port = free_port()
-    with open(logs / "openai-mock.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.mocks.openai_mock", "--port", str(port)],
-            env={**os.environ, "MOCK_OPENAI_API_KEY": MOCK_OPENAI_KEY}, stdout=log, stderr=log,
-        )
-    wait_for_port(port, process)
-    yield f"http://127.0.0.1:{port}/v1"
-    stop_process(process)
+    """OpenAI's API (and Azure OpenAI's deployment routes); the URL ends in /v1."""
+    for url in _mock_server("openai_mock", logs):
+        yield url + "/v1"
+
+
+@pytest.fixture(scope="session")
+def anthropic_mock(logs: Path) -> Iterator[str]:
+    yield from _mock_server("anthropic_mock", logs)
+
+
+@pytest.fixture(scope="session")
+def gemini_mock(logs: Path) -> Iterator[str]:
+    yield from _mock_server("gemini_mock", logs)
+
+
+@pytest.fixture(scope="session")
+def bedrock_mock(logs: Path) -> Iterator[str]:
+    yield from _mock_server("bedrock_mock", logs)
 
 
 @dataclass

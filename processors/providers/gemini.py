@@ -94,7 +94,7 @@ def build_chat(request: dict[str, Any], upstream: Upstream) -> HttpCall:
     if request.get("tools"):
         body["tools"] = [{"functionDeclarations": [
             {"name": t["name"], **({"description": t["description"]} if t.get("description") else {}),
-             **({"parameters": orjson.loads(t["parameters_json"])} if t.get("parameters_json") else {})}
+             **({"parametersJsonSchema": orjson.loads(t["parameters_json"])} if t.get("parameters_json") else {})}
             for t in request["tools"]]}]
     choice = request.get("tool_choice")
     if choice:
@@ -139,6 +139,8 @@ def parse_error(status: int, body: bytes, headers: dict[str, str]) -> ProviderEr
         error = orjson.loads(body).get("error") or {}
         message = f"{error.get('status', 'ERROR')}: {error.get('message', message)}"
         kind = _STATUS_KINDS.get(error.get("status", ""), kind)  # type: ignore[assignment]
+        if any(d.get("reason") == "API_KEY_INVALID" for d in error.get("details") or ()):
+            kind = "upstream_auth"  # Google answers a bad key with 400 INVALID_ARGUMENT
     except (orjson.JSONDecodeError, AttributeError):
         message = body[:200].decode(errors="replace") or message
     return ProviderError(kind, message, status, retry_after_seconds(headers))

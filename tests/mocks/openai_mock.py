@@ -1,20 +1,20 @@
-"""A wire-faithful mock of OpenAI's Chat Completions and Models API, for tests and benchmarks.
+"""A wire-faithful mock of OpenAI's Chat Completions and Models API, and of Azure OpenAI's deployment
+routes, for tests and benchmarks.
 
-Written from https://platform.openai.com/docs/api-reference: `Authorization: Bearer` auth, the
-`chat.completion` object, the `{"error": {message, type, param, code}}` error body, `retry-after` on
-429, and OpenAI's response headers. The model name steers it, as gateways always forward it:
-`...-fail-500`, `...-fail-429`, `...-fail-400`, `...-stall-<seconds>`; `missing-...` does not exist.
+Written from https://platform.openai.com/docs/api-reference and Azure OpenAI's REST reference:
+`Authorization: Bearer` (OpenAI) or `api-key` + `?api-version=` (Azure), the `chat.completion` object
+with `tool_calls`, the `{"error": {message, type, param, code}}` body, `retry-after` on 429, Azure's
+`content_filter` error. What it answers is decided in `behaviour.py`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import re
 import time
 import uuid
 from collections import Counter
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -22,19 +22,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.mocks.behaviour import Conversation, answer, failure, maybe_stall, words
+
 API_KEY = os.environ.get("MOCK_OPENAI_API_KEY", "sk-mock-openai")
+AZURE_KEY = os.environ.get("MOCK_AZURE_API_KEY", "azure-mock-key")
 MODELS = ("gpt-4o", "gpt-4o-mini", "o1", "o3")
 stats: Counter[str] = Counter()
 
 
-def _error(status: int, message: str, type_: str, code: str | None, headers: dict[str, str] | None = None,
-           param: str | None = None) -> Response:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    stats[str(status)] += 1
-    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+def _error(http_status: int, message: str, type_: str | None, code: str | None, headers: dict[str, str] | None = None,
+           param: str | None = None, **extra: Any) -> Response:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code, **extra}}
+    stats[str(http_status)] += 1
+    return Response(orjson.dumps(body), http_status, headers=headers, media_type="application/json")
 
 
-def _authorized(request: Request) -> Response | None:
+def _openai_auth(request: Request) -> Response | None:
     auth = request.headers.get("authorization", "")
     if not auth.startswith("Bearer "):
         return _error(401, "You didn't provide an API key. You need to provide your API key in an Authorization "
@@ -46,69 +49,109 @@ def _authorized(request: Request) -> Response | None:
     return None
 
 
-def _tokens(text: str) -> int:
-    return max(1, len(text.split()))
+def _conversation(model: str, body: dict[str, Any]) -> Conversation:
+    messages = body["messages"]
+    conversation = Conversation(model=model, max_tokens=body.get("max_tokens") or body.get("max_completion_tokens"))
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            text = " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+            images = sum(1 for p in content if p.get("type") == "image_url")
+        else:
+            text, images = str(content or ""), 0
+        conversation.prompt_words += words(text) + 3
+        if message.get("role") == "user":
+            conversation.last_user_text, conversation.images = text, images
+            conversation.tool_result = None
+        elif message.get("role") == "tool":
+            conversation.tool_result = text
+    conversation.tools = [(t["function"]["name"], t["function"].get("parameters") or {})
+                          for t in body.get("tools") or ()]
+    if body.get("tool_choice") == "none":
+        conversation.tools = []
+    return conversation
 
 
-async def chat_completions(request: Request) -> Response:
-    if (denied := _authorized(request)) is not None:
-        return denied
+async def _complete(request: Request, model: str) -> Response:
     try:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
         return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error", None)
-    model = body.get("model")
     messages = body.get("messages")
-    if not isinstance(model, str):
-        return _error(400, "you must provide a model parameter", "invalid_request_error", None, param="model")
     if not isinstance(messages, list) or not messages:
         return _error(400, "[] is too short - 'messages'", "invalid_request_error", "empty_array", param="messages")
     if model.startswith("missing-"):
         return _error(404, f"The model `{model}` does not exist or you do not have access to it.",
                       "invalid_request_error", "model_not_found")
-    if model.endswith("-fail-500"):
+    status = failure(model)
+    if status == 500:
         return _error(500, "The server had an error while processing your request. Sorry about that!",
                       "server_error", None)
-    if model.endswith("-fail-429"):
+    if status == 429:
         return _error(429, "Rate limit reached for requests. Please try again in 30s.", "requests",
                       "rate_limit_exceeded", headers={"retry-after": "30", "x-ratelimit-remaining-requests": "0"})
-    if model.endswith("-fail-400"):
+    if status == 400:
         return _error(400, "Invalid value for 'temperature': must be between 0 and 2.", "invalid_request_error",
                       "invalid_value", param="temperature")
-    if stall := re.search(r"-stall-(\d+(?:\.\d+)?)$", model):
-        await asyncio.sleep(float(stall.group(1)))
-    prompt = " ".join(str(m.get("content", "")) for m in messages)
-    last = str(messages[-1].get("content", ""))
-    content = f"Hello from the mock! You said: {last}"
-    max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
-    completion_tokens = _tokens(content)
-    finish = "stop"
-    if isinstance(max_tokens, int) and completion_tokens > max_tokens:
-        content = " ".join(content.split()[:max_tokens])
-        completion_tokens, finish = max_tokens, "length"
-    prompt_tokens = _tokens(prompt) + 3 * len(messages)
+    if model.endswith("-content-filter"):
+        return _error(400, "The response was filtered due to the prompt triggering Azure OpenAI's content "
+                      "management policy. Please modify your prompt and retry.", None, "content_filter",
+                      param="prompt", status=400, innererror={
+                          "code": "ResponsibleAIPolicyViolation",
+                          "content_filter_result": {"hate": {"filtered": True, "severity": "high"}}})
+    await maybe_stall(model)
+    result = answer(_conversation(model, body))
+    message: dict[str, Any] = {"role": "assistant", "content": result.text or None, "refusal": None}
+    finish = "length" if result.truncated else "stop"
+    if result.tool_name:
+        message["tool_calls"] = [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+                                  "function": {"name": result.tool_name,
+                                               "arguments": orjson.dumps(result.tool_args).decode()}}]
+        finish = "tool_calls"
     stats["200"] += 1
     payload = {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": f"{model}-2024-08-06" if model in MODELS else model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
-                     "logprobs": None, "finish_reason": finish}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                  "total_tokens": result.prompt_tokens + result.completion_tokens,
                   "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
                   "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
                                                 "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
         "system_fingerprint": "fp_mock",
     }
-    headers = {"x-request-id": f"req_{uuid.uuid4().hex}", "openai-processing-ms": "1", "openai-version": "2020-10-01",
-               "openai-organization": "mock-org"}
+    headers = {"x-request-id": f"req_{uuid.uuid4().hex}", "openai-processing-ms": "1", "openai-version": "2020-10-01"}
     return Response(orjson.dumps(payload), headers=headers, media_type="application/json")
 
 
+async def chat_completions(request: Request) -> Response:
+    if (denied := _openai_auth(request)) is not None:
+        return denied
+    try:
+        model = orjson.loads(await request.body()).get("model")
+    except (orjson.JSONDecodeError, AttributeError):
+        model = None
+    if not isinstance(model, str):
+        return _error(400, "you must provide a model parameter", "invalid_request_error", None, param="model")
+    return await _complete(request, model)
+
+
+async def azure_chat_completions(request: Request) -> Response:
+    if "api-version" not in request.query_params:
+        return _error(404, "Resource not found", None, "404")
+    key = request.headers.get("api-key")
+    bearer = request.headers.get("authorization", "")
+    if key != AZURE_KEY and bearer != f"Bearer {AZURE_KEY}":
+        return Response(orjson.dumps({"error": {"code": "401", "message": "Access denied due to invalid subscription "
+                        "key or wrong API endpoint. Make sure to provide a valid key for an active subscription and "
+                        "use a correct regional API endpoint for your resource."}}), 401, media_type="application/json")
+    return await _complete(request, request.path_params["deployment"])
+
+
 async def list_models(request: Request) -> Response:
-    if (denied := _authorized(request)) is not None:
+    if (denied := _openai_auth(request)) is not None:
         return denied
     data = [{"id": m, "object": "model", "created": 1715367049, "owned_by": "system"} for m in MODELS]
     return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
@@ -120,20 +163,21 @@ async def mock_stats(_: Request) -> Response:
 
 app = Starlette(routes=[
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/openai/deployments/{deployment}/chat/completions", azure_chat_completions, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/mock/stats", mock_stats, methods=["GET"]),
 ])
 
 
-def main() -> None:
+def serve(asgi_app: Starlette, default_port: int) -> None:
     import uvicorn
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, default=18180)
+    parser.add_argument("--port", type=int, default=default_port)
     args = parser.parse_args()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", log_level="warning",
+    uvicorn.run(asgi_app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", log_level="warning",
                 access_log=False)
 
 
 if __name__ == "__main__":
-    main()
+    serve(app, 18180)

@@ -1,0 +1,120 @@
+"""A wire-faithful mock of the Bedrock runtime Converse API
+(https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html): it verifies the
+SigV4 signature with botocore against the mock's known secret, answers Converse's JSON (toolUse,
+stopReason, usage) and errors as `{"message"}` with the exception name in `x-amzn-ErrorType`."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tests.mocks.behaviour import Conversation, answer, failure, maybe_stall, words
+from tests.mocks.openai_mock import serve
+
+ACCESS_KEY_ID = os.environ.get("MOCK_AWS_ACCESS_KEY_ID", "AKIAMOCKBEDROCK00001")
+SECRET_KEY = os.environ.get("MOCK_AWS_SECRET_ACCESS_KEY", "mock-secret-access-key")
+
+
+def _error(status: int, name: str, message: str) -> Response:
+    return Response(orjson.dumps({"message": message}), status, media_type="application/json",
+                    headers={"x-amzn-ErrorType": f"{name}:http://internal.amazon.com/coral/com.amazon.bedrock/",
+                             "x-amzn-RequestId": str(uuid.uuid4())})
+
+
+def _signature_problem(request: Request, body: bytes) -> str | None:
+    """Recompute the SigV4 signature of the request as received; None when it matches."""
+    auth = request.headers.get("authorization", "")
+    if not auth.startswith("AWS4-HMAC-SHA256 "):
+        return "Missing Authentication Token"
+    fields = dict(item.strip().split("=", 1) for item in auth[len("AWS4-HMAC-SHA256 "):].split(","))
+    key_id, _, region, service, _ = fields["Credential"].split("/")
+    if key_id != ACCESS_KEY_ID or service != "bedrock":
+        return "The security token included in the request is invalid."
+    signed = fields["SignedHeaders"].split(";")
+    url = f"http://{request.headers['host']}{request.scope['raw_path'].decode()}"
+    if request.scope.get("query_string"):
+        url += "?" + request.scope["query_string"].decode()
+    replay = AWSRequest(method=request.method, url=url, data=body,
+                        headers={name: request.headers[name] for name in signed if name in request.headers})
+    replay.context["timestamp"] = request.headers["x-amz-date"]
+    signer = SigV4Auth(Credentials(ACCESS_KEY_ID, SECRET_KEY, request.headers.get("x-amz-security-token")),
+                       "bedrock", region)
+    expected = signer.signature(signer.string_to_sign(replay, signer.canonical_request(replay)), replay)
+    if expected != fields["Signature"]:
+        return "The request signature we calculated does not match the signature you provided."
+    return None
+
+
+def _conversation(model: str, body: dict[str, Any]) -> Conversation:
+    conversation = Conversation(model=model, max_tokens=(body.get("inferenceConfig") or {}).get("maxTokens"))
+    conversation.prompt_words = words(" ".join(s.get("text", "") for s in body.get("system") or ()))
+    for message in body["messages"]:
+        blocks = message.get("content") or []
+        text = " ".join(b["text"] for b in blocks if "text" in b)
+        conversation.prompt_words += words(text) + 3
+        results = [b["toolResult"] for b in blocks if "toolResult" in b]
+        if message["role"] == "user" and results:
+            content = results[-1].get("content") or [{}]
+            first = content[0]
+            conversation.tool_result = first.get("text") or orjson.dumps(first.get("json")).decode()
+        elif message["role"] == "user":
+            conversation.last_user_text, conversation.tool_result = text, None
+            conversation.images = sum(1 for b in blocks if "image" in b)
+    conversation.tools = [(t["toolSpec"]["name"], (t["toolSpec"].get("inputSchema") or {}).get("json") or {})
+                          for t in (body.get("toolConfig") or {}).get("tools") or ()]
+    return conversation
+
+
+async def converse(request: Request) -> Response:
+    body_bytes = await request.body()
+    problem = _signature_problem(request, body_bytes)
+    if problem:
+        return _error(403, "UnrecognizedClientException" if "token" in problem else "AccessDeniedException", problem)
+    model = unquote(request.path_params["model_id"])
+    try:
+        body = orjson.loads(body_bytes)
+    except orjson.JSONDecodeError:
+        return _error(400, "ValidationException", "Malformed input request, please reformat your input and try again.")
+    if not body.get("messages"):
+        return _error(400, "ValidationException", "A conversation must start with a user message.")
+    status = failure(model)
+    if status == 429:
+        return _error(429, "ThrottlingException", "Too many requests, please wait before trying again.")
+    if status:
+        name = {500: "InternalServerException", 503: "ServiceUnavailableException",
+                400: "ValidationException"}.get(status, "InternalServerException")
+        return _error(status, name, f"{name} from the mock")
+    await maybe_stall(model)
+    result = answer(_conversation(model, body))
+    content: list[dict[str, Any]] = []
+    if result.text:
+        content.append({"text": result.text})
+    if result.tool_name:
+        content.append({"toolUse": {"toolUseId": f"tooluse_{uuid.uuid4().hex[:22]}", "name": result.tool_name,
+                                    "input": result.tool_args}})
+    payload = {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": "tool_use" if result.tool_name else ("max_tokens" if result.truncated else "end_turn"),
+        "usage": {"inputTokens": result.prompt_tokens, "outputTokens": result.completion_tokens,
+                  "totalTokens": result.prompt_tokens + result.completion_tokens},
+        "metrics": {"latencyMs": 1},
+    }
+    return Response(orjson.dumps(payload), media_type="application/json",
+                    headers={"x-amzn-RequestId": str(uuid.uuid4())})
+
+
+app = Starlette(routes=[Route("/model/{model_id:path}/converse", converse, methods=["POST"])])
+
+if __name__ == "__main__":
+    serve(app, 18184)

@@ -1,0 +1,80 @@
+"""What every provider mock answers, decided on a provider-neutral view of the request, so the same
+conversation gets the same answer from each provider's wire format.
+
+- the model (or deployment) name steers failures: `...-fail-500`, `...-fail-429`, `...-fail-400`,
+  `...-fail-401`, `...-stall-<seconds>`, `...-content-filter` (Azure);
+- with tools offered and no tool result yet, the model calls the first tool with arguments built from
+  its JSON schema's required properties;
+- after a tool result, it answers "The tool said: <result>";
+- otherwise "Hello from the mock! You said: <last user text>", plus " I see 1 image(s)." when the
+  last user turn carries images.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Conversation:
+    model: str
+    last_user_text: str = ""
+    images: int = 0
+    tools: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (name, JSON schema)
+    tool_result: str | None = None
+    max_tokens: int | None = None
+    prompt_words: int = 0
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str = ""
+    tool_name: str | None = None
+    tool_args: dict[str, Any] = field(default_factory=dict)
+    truncated: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def failure(model: str) -> int | None:
+    """The HTTP status the model name asks for, if any."""
+    match = re.search(r"-fail-(\d{3})$", model)
+    return int(match.group(1)) if match else None
+
+
+async def maybe_stall(model: str) -> None:
+    if stall := re.search(r"-stall-(\d+(?:\.\d+)?)$", model):
+        await asyncio.sleep(float(stall.group(1)))
+
+
+def _example(schema: dict[str, Any]) -> dict[str, Any]:
+    properties = schema.get("properties") or {}
+    examples = {"string": "Paris", "number": 1.5, "integer": 1, "boolean": True}
+    return {name: examples.get((properties.get(name) or {}).get("type", "string"), "x")
+            for name in schema.get("required") or []}
+
+
+def answer(conversation: Conversation) -> Answer:
+    prompt_tokens = max(conversation.prompt_words, 1)
+    if conversation.tools and conversation.tool_result is None:
+        name, schema = conversation.tools[0]
+        return Answer(tool_name=name, tool_args=_example(schema), prompt_tokens=prompt_tokens, completion_tokens=12)
+    if conversation.tool_result is not None:
+        text = f"The tool said: {conversation.tool_result}"
+    else:
+        text = f"Hello from the mock! You said: {conversation.last_user_text}"
+        if conversation.images:
+            text += f" I see {conversation.images} image(s)."
+    words = text.split()
+    truncated = conversation.max_tokens is not None and len(words) > conversation.max_tokens
+    if truncated:
+        words = words[: conversation.max_tokens]
+    return Answer(text=" ".join(words), truncated=truncated, prompt_tokens=prompt_tokens,
+                  completion_tokens=len(words))
+
+
+def words(text: str) -> int:
+    return len(text.split())

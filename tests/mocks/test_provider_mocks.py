@@ -1,0 +1,108 @@
+"""Each provider mock is faithful: the provider's official SDK, pointed straight at it, works, uses
+tools, and sees the provider's errors as its own exception types."""
+
+from __future__ import annotations
+
+import anthropic
+import boto3
+import botocore.exceptions
+import openai
+import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from tests.conftest import MOCK_KEYS
+
+WEATHER_TOOL = {"name": "get_weather", "description": "Weather in a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+def test_azure_openai_sdk_on_the_deployment_route(openai_mock: str) -> None:
+    client = openai.AzureOpenAI(azure_endpoint=openai_mock.removesuffix("/v1"), api_key=MOCK_KEYS["MOCK_AZURE_API_KEY"],
+                                api_version="2024-10-21", max_retries=0)
+
+    completion = client.chat.completions.create(model="my-gpt4o-deployment",
+                                                messages=[{"role": "user", "content": "ping"}])
+    assert completion.choices[0].message.content == "Hello from the mock! You said: ping"
+
+    with pytest.raises(openai.BadRequestError) as filtered:
+        client.chat.completions.create(model="deployment-content-filter", messages=[{"role": "user", "content": "x"}])
+    assert filtered.value.code == "content_filter"
+
+    wrong = openai.AzureOpenAI(azure_endpoint=openai_mock.removesuffix("/v1"), api_key="nope",
+                               api_version="2024-10-21", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.chat.completions.create(model="d", messages=[{"role": "user", "content": "x"}])
+
+
+def test_anthropic_sdk_messages_with_tool_use_and_errors(anthropic_mock: str) -> None:
+    client = anthropic.Anthropic(base_url=anthropic_mock, api_key=MOCK_KEYS["MOCK_ANTHROPIC_API_KEY"], max_retries=0)
+
+    message = client.messages.create(model="claude-sonnet-4-20250514", max_tokens=100, system="Be brief.",
+                                     messages=[{"role": "user", "content": "ping"}])
+    assert message.content[0].type == "text" and message.content[0].text == "Hello from the mock! You said: ping"
+    assert message.usage.input_tokens > 0
+
+    tool = {"name": WEATHER_TOOL["name"], "description": WEATHER_TOOL["description"],
+            "input_schema": WEATHER_TOOL["parameters"]}
+    called = client.messages.create(model="claude-sonnet-4-20250514", max_tokens=100, tools=[tool],
+                                    messages=[{"role": "user", "content": "Weather in Paris?"}])
+    assert called.stop_reason == "tool_use"
+    use = next(b for b in called.content if b.type == "tool_use")
+    assert (use.name, use.input) == ("get_weather", {"city": "Paris"})
+
+    with pytest.raises(anthropic.RateLimitError):
+        client.messages.create(model="claude-fail-429", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=anthropic_mock, api_key="bad", max_retries=0).messages.create(
+            model="claude", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+
+
+def test_google_genai_sdk_generate_content_with_a_function_call(gemini_mock: str) -> None:
+    client = genai.Client(api_key=MOCK_KEYS["MOCK_GEMINI_API_KEY"], http_options=types.HttpOptions(
+        base_url=gemini_mock, api_version="v1beta"))
+
+    response = client.models.generate_content(model="gemini-1.5-pro", contents="ping")
+    assert response.text == "Hello from the mock! You said: ping"
+    assert response.usage_metadata is not None and response.usage_metadata.prompt_token_count
+
+    declaration = types.FunctionDeclaration(name="get_weather", description="Weather in a city",
+                                            parameters_json_schema=WEATHER_TOOL["parameters"])
+    called = client.models.generate_content(
+        model="gemini-1.5-pro", contents="Weather in Paris?",
+        config=types.GenerateContentConfig(tools=[types.Tool(function_declarations=[declaration])],
+                                           automatic_function_calling=types.AutomaticFunctionCallingConfig(
+                                               disable=True)))
+    assert called.function_calls and called.function_calls[0].name == "get_weather"
+    assert called.function_calls[0].args == {"city": "Paris"}
+
+    with pytest.raises(genai_errors.ClientError) as limited:
+        client.models.generate_content(model="gemini-fail-429", contents="x")
+    assert limited.value.code == 429
+
+
+def test_boto3_bedrock_converse_is_signed_and_answered(bedrock_mock: str) -> None:
+    def client(secret: str):  # boto3 clients are untyped
+        return boto3.client("bedrock-runtime", endpoint_url=bedrock_mock, region_name="us-east-1",
+                            aws_access_key_id=MOCK_KEYS["MOCK_AWS_ACCESS_KEY_ID"], aws_secret_access_key=secret,
+                            config=botocore.config.Config(retries={"max_attempts": 1}))
+
+    bedrock = client(MOCK_KEYS["MOCK_AWS_SECRET_ACCESS_KEY"])
+    response = bedrock.converse(modelId="anthropic.claude-3-5-sonnet-20240620-v1:0",
+                                messages=[{"role": "user", "content": [{"text": "ping"}]}])
+    assert response["output"]["message"]["content"][0]["text"] == "Hello from the mock! You said: ping"
+    assert response["stopReason"] == "end_turn"
+
+    called = bedrock.converse(
+        modelId="meta.llama3-70b-instruct-v1:0", messages=[{"role": "user", "content": [{"text": "Weather?"}]}],
+        toolConfig={"tools": [{"toolSpec": {"name": "get_weather",
+                                            "inputSchema": {"json": WEATHER_TOOL["parameters"]}}}]})
+    assert called["output"]["message"]["content"][0]["toolUse"]["input"] == {"city": "Paris"}
+
+    with pytest.raises(botocore.exceptions.ClientError) as throttled:
+        bedrock.converse(modelId="titan-fail-429", messages=[{"role": "user", "content": [{"text": "x"}]}])
+    assert throttled.value.response["Error"]["Code"] == "ThrottlingException"
+    with pytest.raises(botocore.exceptions.ClientError) as unsigned:
+        client("the-wrong-secret").converse(modelId="m", messages=[{"role": "user", "content": [{"text": "x"}]}])
+    assert unsigned.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
