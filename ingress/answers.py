@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import struct
 from typing import Any
+
+from ingress.bodies import EmbeddingsBody
 
 
 def _tool_calls(reply: dict[str, Any]) -> list[dict[str, Any]]:
@@ -10,7 +14,7 @@ def _tool_calls(reply: dict[str, Any]) -> list[dict[str, Any]]:
             for c in reply["tool_calls"]]
 
 
-def native(reply: dict[str, Any]) -> dict[str, Any]:
+def native(reply: dict[str, Any], _: object = None) -> dict[str, Any]:
     return {
         "id": reply["request_id"],
         "model": reply["model"],
@@ -30,7 +34,7 @@ def native(reply: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def openai_chat(reply: dict[str, Any]) -> dict[str, Any]:
+def openai_chat(reply: dict[str, Any], _: object = None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply["content"] or None, "refusal": None}
     if reply["tool_calls"]:
         message["tool_calls"] = _tool_calls(reply)
@@ -56,6 +60,27 @@ def openai_chat(reply: dict[str, Any]) -> dict[str, Any]:
         },
         "system_fingerprint": None,
     }
+
+
+def embeddings(reply: dict[str, Any], body: EmbeddingsBody) -> dict[str, Any]:
+    """OpenAI's embeddings list; base64 is the little-endian float32 bytes, as OpenAI sends it."""
+    def encode(vector: list[float]) -> list[float] | str:
+        if body.encoding_format == "base64":
+            return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        return vector
+
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": encode(vector)}
+                 for i, vector in enumerate(reply["embeddings"])],
+        "model": reply["model"],
+        "usage": {"prompt_tokens": reply["prompt_tokens"], "total_tokens": reply["prompt_tokens"]},
+    }
+
+
+def images(reply: dict[str, Any], _: object = None) -> dict[str, Any]:
+    return {"created": reply["created"],
+            "data": [{k: v for k, v in image.items() if v is not None} for image in reply["images"]]}
 
 
 def gateway_headers(reply: dict[str, Any]) -> dict[str, str]:

@@ -110,14 +110,16 @@ def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
                                   f"(0, {int(limits.max_timeout_s * 1000)}]", "invalid_timeout")
         return ms / 1000
 
-    async def chat(request: Request, body_type: type[bodies._ChatBody]) -> dict[str, Any]:
-        caller: Caller = authenticate(request.headers.get("authorization"), keys)
-        body = bodies.parse(body_type, await read_body(request))
+    async def submit(request: Request, caller: Caller, body: bodies.Body, event_name: str,
+                     capability: str) -> dict[str, Any]:
         fields = body.event_fields()
         for model in (fields["model"], *fields["fallback"]):
             if not routes.known(model):
                 raise GatewayError(404, "invalid_request_error", "model_not_found",
                                    f"the model '{model}' does not exist", "model")
+            if not routes.supports(model, capability):
+                raise invalid_request(f"the model '{model}' does not support {capability}", "model_not_supported",
+                                      "model")
         timeout = timeout_s(request)
         received = time.time_ns() // 1_000_000
         event = {
@@ -130,7 +132,7 @@ def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
             "reply_partition": bridge.reply_partition,
             **fields,
         }
-        answer = await bridge.submit(event, _traceparent(request.headers.get("traceparent")), timeout)
+        answer = await bridge.submit(event_name, event, _traceparent(request.headers.get("traceparent")), timeout)
         if answer is None:
             raise GatewayError(504, "api_error", "deadline_exceeded",
                                f"no answer within the request's deadline of {timeout:.3f}s",
@@ -141,10 +143,13 @@ def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
                                headers={"x-request-id": reply["request_id"]})
         return reply
 
-    def endpoint(body_type: type[bodies._ChatBody], render: Callable[[dict[str, Any]], dict[str, Any]]) -> Handler:
+    def endpoint(body_type: type[bodies.Body], event_name: str, capability: str,
+                 render: Callable[[dict[str, Any], Any], dict[str, Any]]) -> Handler:
         async def handler(request: Request) -> Response:
-            reply = await chat(request, body_type)
-            return _json(render(reply), answers.gateway_headers(reply))
+            caller = authenticate(request.headers.get("authorization"), keys)
+            body = bodies.parse(body_type, await read_body(request))
+            reply = await submit(request, caller, body, event_name, capability)
+            return _json(render(reply, body), answers.gateway_headers(reply))
         return handler
 
     @app.get("/v1/models")
@@ -165,6 +170,9 @@ def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
                         200 if all(checks.values()) else 503, media_type="application/json")
 
     return HotPath(app, {
-        ("POST", "/v1/gateway/chat"): endpoint(bodies.NativeChat, answers.native),
-        ("POST", "/v1/chat/completions"): endpoint(bodies.OpenAIChat, answers.openai_chat),
+        ("POST", "/v1/gateway/chat"): endpoint(bodies.NativeChat, "RequestReceived", "chat", answers.native),
+        ("POST", "/v1/chat/completions"): endpoint(bodies.OpenAIChat, "RequestReceived", "chat", answers.openai_chat),
+        ("POST", "/v1/embeddings"): endpoint(bodies.EmbeddingsBody, "EmbeddingsRequested", "embeddings",
+                                             answers.embeddings),
+        ("POST", "/v1/images/generations"): endpoint(bodies.ImagesBody, "ImagesRequested", "images", answers.images),
     })

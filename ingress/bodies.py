@@ -187,7 +187,40 @@ class OpenAIChat(_ChatBody):
         return fields
 
 
-def parse(model: type[_ChatBody], raw: bytes) -> _ChatBody:
+class EmbeddingsBody(_Body):
+    """`POST /v1/embeddings`: OpenAI's body; `input` a string or a list of strings."""
+
+    model: str = Field(min_length=1)
+    input: str | list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Annotated[int, Field(ge=1)] | None = None
+    user: str | None = None
+
+    def event_fields(self) -> dict[str, Any]:
+        return {"model": self.model, "fallback": [], "input": [self.input] if isinstance(self.input, str)
+                else self.input, "dimensions": self.dimensions, "user": self.user}
+
+
+class ImagesBody(_Body):
+    """`POST /v1/images/generations`: OpenAI's body."""
+
+    model: str = "dall-e-3"
+    prompt: str = Field(min_length=1)
+    n: Annotated[int, Field(ge=1, le=10)] = 1
+    size: str | None = None
+    quality: str | None = None
+    response_format: Literal["url", "b64_json"] | None = None
+    user: str | None = None
+
+    def event_fields(self) -> dict[str, Any]:
+        return {"model": self.model, "fallback": [], "prompt": self.prompt, "n": self.n, "size": self.size,
+                "quality": self.quality, "response_format": self.response_format, "user": self.user}
+
+
+Body = _ChatBody | EmbeddingsBody | ImagesBody
+
+
+def parse(model: type[Body], raw: bytes) -> Body:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:

@@ -59,7 +59,8 @@ class KafkaBridge:
     def in_flight(self) -> int:
         return len(self._pending)
 
-    async def submit(self, request: dict[str, Any], traceparent: str | None, timeout_s: float) -> Reply | None:
+    async def submit(self, event: str, request: dict[str, Any], traceparent: str | None,
+                     timeout_s: float) -> Reply | None:
         """Produce the request (awaited: once this returns, the request is on Kafka) and wait for its
         answer until `timeout_s`; None when the deadline passes first."""
         request_id = request["request_id"]
@@ -68,8 +69,8 @@ class KafkaBridge:
         assert self._producer is not None, "submit() before start()"
         try:
             await self._producer.send_and_wait(
-                self.settings.topics.requests, codec.encode("RequestReceived", request),
-                key=request["project"].encode(), headers=codec.headers("RequestReceived", traceparent),
+                self.settings.topics.requests, codec.encode(event, request),
+                key=request["project"].encode(), headers=codec.headers(event, traceparent),
             )
             return await asyncio.wait_for(waiter, timeout_s)
         except TimeoutError:

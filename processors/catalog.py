@@ -15,9 +15,10 @@ class ModelInfo(BaseModel):
 
     provider: str
     upstream_model: str | None = None
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
+    input_per_mtok: float = Field(0, ge=0)
+    output_per_mtok: float = Field(0, ge=0)
     cached_input_per_mtok: float | None = Field(None, ge=0)
+    per_image_usd: float | None = Field(None, ge=0, description="Image models: price of one image.")
     context_window: int = Field(gt=0)
     capabilities: tuple[str, ...] = ()
 
@@ -39,3 +40,7 @@ def cost_usd(info: ModelInfo, prompt_tokens: int, completion_tokens: int, cached
     uncached = max(prompt_tokens - cached_tokens, 0)
     micro = uncached * info.input_per_mtok + cached_tokens * cached_price + completion_tokens * info.output_per_mtok
     return round(micro / 1_000_000, 10)
+
+
+def image_cost_usd(info: ModelInfo, images: int) -> float:
+    return round((info.per_image_usd or 0.0) * images, 10)

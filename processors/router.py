@@ -18,7 +18,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from infra import kafka_clients
 from infra.config import Settings
 from processors.catalog import load_catalog
-from processors.chat import ChatHandler, Outcome, now_ms
+from processors.handler import OPERATIONS, Outcome, RequestHandler, now_ms
 from processors.offsets import OffsetTracker
 from processors.routing import RouteTable
 from processors.upstream import Upstreams
@@ -49,7 +49,7 @@ class RouterWorker:
         self._stopping = asyncio.Event()
         self._upstreams = Upstreams(settings.config.providers)
         routes = RouteTable(settings.config, load_catalog(settings.config.catalog))
-        self._handler = ChatHandler(settings, routes, self._upstreams)
+        self._handler = RequestHandler(settings, routes, self._upstreams)
         self._producer = kafka_clients.producer(settings.bootstrap_servers)
         self._audit = kafka_clients.producer(settings.bootstrap_servers, linger_ms=5)
         self._consumer = kafka_clients.consumer(
@@ -105,15 +105,18 @@ class RouterWorker:
     async def _process(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
             try:
-                _, request = codec.decode(record.headers, record.value or b"")
+                event, request = codec.decode(record.headers, record.value or b"")
             except (codec.UnknownEvent, ValueError, EOFError) as exc:
                 log.error("skipping undecodable record %s@%d: %s", tp, record.offset, exc)
+                return
+            if event not in OPERATIONS:
+                log.error("skipping %s at %s@%d: not a request", event, tp, record.offset)
                 return
             traceparent = codec.header(record.headers, codec.TRACEPARENT_HEADER)
             if request["deadline_ms"] <= now_ms():
                 outcome = self._handler.expired(request)
             else:
-                outcome = await self._handler.handle(request)
+                outcome = await self._handler.handle(event, request)
             await self._emit(request, outcome, traceparent)
             self.offsets.done(tp, record.offset)
         except KafkaError:

@@ -35,6 +35,11 @@ class RouteTable:
     def target(self, model: str) -> Target | None:
         return self._targets.get(model)
 
+    def supports(self, model: str, capability: str) -> bool:
+        """Whether the catalog says the model does this (chat, embeddings, images); unknown to it: yes."""
+        target = self._targets.get(model)
+        return target is None or target.info is None or capability in target.info.capabilities
+
     def servable(self, model: str) -> bool:
         """Known, and its provider is configured and has its key."""
         target = self._targets.get(model)

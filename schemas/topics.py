@@ -21,11 +21,12 @@ class TopicSpec:
 
 
 REQUESTS = TopicSpec(
-    "requests", 6, key="project", events=("RequestReceived",),
+    "requests", 6, key="project", events=("RequestReceived", "EmbeddingsRequested", "ImagesRequested"),
     config={"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
 )
 REPLIES = TopicSpec(
-    "replies", 8, key="request_id", events=("ResponseCompleted", "RequestFailed"),
+    "replies", 8, key="request_id",
+    events=("ResponseCompleted", "EmbeddingsCompleted", "ImagesCompleted", "RequestFailed"),
     config={"retention.ms": str(3600 * 1000), "cleanup.policy": "delete"},
 )
 ATTEMPTS = TopicSpec(

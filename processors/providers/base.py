@@ -52,6 +52,18 @@ class ChatResult:
 
 
 @dataclass(frozen=True)
+class EmbeddingsResult:
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class ImagesResult:
+    created: int
+    images: list[dict[str, str | None]]  # url, b64_json, revised_prompt
+
+
+@dataclass(frozen=True)
 class ProviderError:
     """A failed call, classified once: what went wrong, whether another try may succeed."""
 
@@ -74,6 +86,9 @@ class Unsupported(Exception):
 
 
 class ChatAdapter(Protocol):
+    """Every adapter translates chat and errors; those that offer them also have `build_embeddings` /
+    `parse_embeddings` and `build_images` / `parse_images` (the router asks with getattr)."""
+
     def build_chat(self, request: dict[str, Any], upstream: Upstream) -> HttpCall: ...
 
     def parse_chat(self, body: dict[str, Any]) -> ChatResult: ...

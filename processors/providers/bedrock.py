@@ -16,6 +16,7 @@ from botocore.credentials import Credentials
 
 from processors.providers.base import (
     ChatResult,
+    EmbeddingsResult,
     HttpCall,
     ProviderError,
     Unsupported,
@@ -117,6 +118,22 @@ def build_chat(request: dict[str, Any], upstream: Upstream) -> HttpCall:
     body = orjson.dumps(converse_body(request, upstream.provider))
     url = f"{upstream.base_url}/model/{quote(upstream.model, safe='')}/converse"
     return HttpCall("POST", url, sign("POST", url, body, upstream.options["region"], upstream), body)
+
+
+def build_embeddings(request: dict[str, Any], upstream: Upstream) -> HttpCall:
+    """Titan text embeddings through InvokeModel: one text per call."""
+    if len(request["input"]) != 1:
+        raise Unsupported(upstream.provider, "input", "Titan embeds one text per request")
+    payload: dict[str, Any] = {"inputText": request["input"][0]}
+    if request.get("dimensions") is not None:
+        payload["dimensions"] = request["dimensions"]
+    body = orjson.dumps(payload)
+    url = f"{upstream.base_url}/model/{quote(upstream.model, safe='')}/invoke"
+    return HttpCall("POST", url, sign("POST", url, body, upstream.options["region"], upstream), body)
+
+
+def parse_embeddings(body: dict[str, Any]) -> EmbeddingsResult:
+    return EmbeddingsResult([body["embedding"]], int(body.get("inputTextTokenCount") or 0))
 
 
 def parse_chat(body: dict[str, Any]) -> ChatResult:

@@ -11,7 +11,9 @@ import orjson
 
 from processors.providers.base import (
     ChatResult,
+    EmbeddingsResult,
     HttpCall,
+    ImagesResult,
     ProviderError,
     Unsupported,
     Upstream,
@@ -76,10 +78,7 @@ def chat_body(request: dict[str, Any], upstream: Upstream) -> dict[str, Any]:
 
 def build_chat(request: dict[str, Any], upstream: Upstream) -> HttpCall:
     body = {"model": upstream.model, **chat_body(request, upstream)}
-    headers = {"content-type": "application/json"}
-    if upstream.api_key:
-        headers["authorization"] = f"Bearer {upstream.api_key}"
-    return HttpCall("POST", upstream.base_url + "/chat/completions", headers, orjson.dumps(body))
+    return HttpCall("POST", upstream.base_url + "/chat/completions", _headers(upstream), orjson.dumps(body))
 
 
 def parse_chat(body: dict[str, Any]) -> ChatResult:
@@ -99,6 +98,50 @@ def parse_chat(body: dict[str, Any]) -> ChatResult:
                          for c in message.get("tool_calls") or ()),
         upstream_id=body.get("id"),
     )
+
+
+def _headers(upstream: Upstream) -> dict[str, str]:
+    headers = {"content-type": "application/json"}
+    if upstream.api_key:
+        headers["authorization"] = f"Bearer {upstream.api_key}"
+    return headers
+
+
+def embeddings_body(request: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"input": request["input"], "encoding_format": "float"}
+    for name in ("dimensions", "user"):
+        if request.get(name) is not None:
+            body[name] = request[name]
+    return body
+
+
+def build_embeddings(request: dict[str, Any], upstream: Upstream) -> HttpCall:
+    body = {"model": upstream.model, **embeddings_body(request)}
+    return HttpCall("POST", upstream.base_url + "/embeddings", _headers(upstream), orjson.dumps(body))
+
+
+def parse_embeddings(body: dict[str, Any]) -> EmbeddingsResult:
+    data = sorted(body["data"], key=lambda d: d["index"])
+    return EmbeddingsResult([d["embedding"] for d in data], int((body.get("usage") or {}).get("prompt_tokens") or 0))
+
+
+def images_body(request: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"prompt": request["prompt"], "n": request["n"]}
+    for name in ("size", "quality", "response_format", "user"):
+        if request.get(name) is not None:
+            body[name] = request[name]
+    return body
+
+
+def build_images(request: dict[str, Any], upstream: Upstream) -> HttpCall:
+    body = {"model": upstream.model, **images_body(request)}
+    return HttpCall("POST", upstream.base_url + "/images/generations", _headers(upstream), orjson.dumps(body))
+
+
+def parse_images(body: dict[str, Any]) -> ImagesResult:
+    return ImagesResult(int(body.get("created") or 0), [
+        {"url": d.get("url"), "b64_json": d.get("b64_json"), "revised_prompt": d.get("revised_prompt")}
+        for d in body["data"]])
 
 
 def parse_error(status: int, body: bytes, headers: dict[str, str]) -> ProviderError:

@@ -51,7 +51,8 @@ def providers_gateway(bootstrap: str, openai_mock: str, anthropic_mock: str, gem
     gateway = start_gateway(bootstrap, config, logs, {
         "TEST_AZURE_KEY": MOCK_KEYS["MOCK_AZURE_API_KEY"], "TEST_ANTHROPIC_KEY": MOCK_KEYS["MOCK_ANTHROPIC_API_KEY"],
         "TEST_WRONG_KEY": "sk-ant-wrong", "TEST_GEMINI_KEY": MOCK_KEYS["MOCK_GEMINI_API_KEY"],
-        "TEST_AWS_SECRET": MOCK_KEYS["MOCK_AWS_SECRET_ACCESS_KEY"], "TEST_AWS_KEY_ID": MOCK_KEYS["MOCK_AWS_ACCESS_KEY_ID"],
+        "TEST_AWS_SECRET": MOCK_KEYS["MOCK_AWS_SECRET_ACCESS_KEY"],
+        "TEST_AWS_KEY_ID": MOCK_KEYS["MOCK_AWS_ACCESS_KEY_ID"],
     })
     yield gateway
     for process in (gateway.ingress, gateway.router):

@@ -1,0 +1,226 @@
+"""Answer one request event (chat, embeddings or images): walk the model chain with retries, call
+providers through their adapters, and return the events to emit (attempts, the reply, the usage).
+Kafka stays outside; the policy is the same for every operation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from infra.config import Settings
+from processors.catalog import ModelInfo, cost_usd, image_cost_usd
+from processors.failover import DEADLINE_EXCEEDED, ClientError, client_error, retry_delay_s
+from processors.providers import ADAPTERS
+from processors.providers.base import (
+    ChatResult,
+    EmbeddingsResult,
+    ImagesResult,
+    ProviderError,
+    Unsupported,
+    Upstream,
+)
+from processors.routing import RouteTable, Target
+from processors.upstream import UpstreamResponse, Upstreams
+
+Result = ChatResult | EmbeddingsResult | ImagesResult
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class Tokens:
+    prompt: int = 0
+    completion: int = 0
+    cached: int = 0
+    reasoning: int = 0
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What differs between chat, embeddings and images: adapter verbs, the reply, tokens and price."""
+
+    name: str
+    reply_event: str
+    reply_fields: Callable[[Any], dict[str, Any]]
+    tokens: Callable[[Any], Tokens]
+    cost: Callable[[ModelInfo, Any], float]
+
+
+def _chat_fields(r: ChatResult) -> dict[str, Any]:
+    return {"upstream_id": r.upstream_id, "content": r.content, "finish_reason": r.finish_reason,
+            "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+            "total_tokens": r.prompt_tokens + r.completion_tokens, "tool_calls": list(r.tool_calls),
+            "cached_tokens": r.cached_tokens, "reasoning_tokens": r.reasoning_tokens}
+
+
+OPERATIONS = {
+    "RequestReceived": Operation(
+        "chat", "ResponseCompleted", _chat_fields,
+        lambda r: Tokens(r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens),
+        lambda info, r: cost_usd(info, r.prompt_tokens, r.completion_tokens, r.cached_tokens)),
+    "EmbeddingsRequested": Operation(
+        "embeddings", "EmbeddingsCompleted", lambda r: {"embeddings": r.vectors, "prompt_tokens": r.prompt_tokens},
+        lambda r: Tokens(r.prompt_tokens), lambda info, r: cost_usd(info, r.prompt_tokens, 0)),
+    "ImagesRequested": Operation(
+        "images", "ImagesCompleted", lambda r: {"created": r.created, "images": r.images},
+        lambda r: Tokens(), lambda info, r: image_cost_usd(info, len(r.images))),
+}
+
+
+@dataclass
+class Outcome:
+    """The events one request produced, in the order they should be emitted."""
+
+    reply_event: str = ""
+    reply: dict[str, Any] = field(default_factory=dict)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, Any] | None = None
+
+
+class RequestHandler:
+    def __init__(self, settings: Settings, routes: RouteTable, upstreams: Upstreams) -> None:
+        self._settings = settings
+        self._routes = routes
+        self._upstreams = upstreams
+
+    async def handle(self, event: str, request: dict[str, Any]) -> Outcome:
+        operation = OPERATIONS[event]
+        outcome = Outcome()
+        last: tuple[str, ProviderError] | None = None
+        for model in [request["model"], *request["fallback"]]:
+            target = self._routes.target(model)
+            if target is None or not self._routes.servable(model):
+                last = last or (model, ProviderError("not_found", f"model {model} has no configured provider"))
+                continue
+            tries = 0
+            while True:
+                remaining = (request["deadline_ms"] - now_ms()) / 1000
+                if remaining <= 0:
+                    return self._failed(request, outcome, DEADLINE_EXCEEDED, target)
+                tries += 1
+                result = await self._attempt(operation, request, target, remaining, outcome)
+                if not isinstance(result, ProviderError):
+                    return self._completed(operation, request, outcome, target, result)
+                last = (target.provider, result)
+                if result.kind in ("bad_request", "content_filter"):  # no other model will take it either
+                    return self._failed(request, outcome, client_error(*last), target)
+                delay = retry_delay_s(self._settings.config.retry, result, tries, remaining)
+                if delay is None:
+                    break
+                await asyncio.sleep(delay)
+        if last is None:
+            error = ClientError(400, "invalid_request_error", "model_not_found", "no model to try")
+        elif last[1].kind == "not_found" and last[1].status is None:
+            error = ClientError(503, "api_error", "provider_not_configured", last[1].message)
+        else:
+            error = client_error(*last)
+        return self._failed(request, outcome, error, None)
+
+    def expired(self, request: dict[str, Any]) -> Outcome:
+        """The caller's deadline passed before the work started: answer so, call nobody."""
+        return self._failed(request, Outcome(), DEADLINE_EXCEEDED, None, record_usage=False)
+
+    async def _attempt(
+        self, operation: Operation, request: dict[str, Any], target: Target, remaining_s: float, outcome: Outcome
+    ) -> Result | ProviderError:
+        provider = self._settings.config.providers[target.provider]
+        adapter = ADAPTERS[provider.kind]
+        upstream = Upstream(target.provider, provider.base_url, target.upstream_model, provider.api_key(),
+                            target.info.capabilities if target.info else (), provider.options())
+        build = getattr(adapter, f"build_{operation.name}", None)
+        parse = getattr(adapter, f"parse_{operation.name}", None)
+        started_ms = now_ms()
+        t0 = time.perf_counter()
+        response: UpstreamResponse | ProviderError
+        try:
+            if build is None or parse is None:
+                raise Unsupported(target.provider, operation.name, f"{provider.kind} has no {operation.name} API")
+            call = build(request, upstream)
+        except Unsupported as exc:
+            response = ProviderError("unsupported", str(exc))
+        else:
+            response = await self._upstreams.send(target.provider, call, min(provider.timeout_s, remaining_s))
+        result: Result | ProviderError
+        if not isinstance(response, UpstreamResponse):
+            result = response
+        elif response.status == 200:
+            try:
+                result = parse(orjson.loads(response.body))  # type: ignore[misc]
+            except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
+                result = ProviderError("server_error", f"unreadable response: {exc!r}", 200)
+        else:
+            result = adapter.parse_error(response.status, response.body, response.headers)
+        error = result if isinstance(result, ProviderError) else None
+        outcome.attempts.append({
+            "attempt_id": str(uuid.uuid4()),
+            "request_id": request["request_id"],
+            "project": request["project"],
+            "attempt_no": len(outcome.attempts) + 1,
+            "model": target.model,
+            "provider": target.provider,
+            "started_at_ms": started_ms,
+            "duration_ms": (time.perf_counter() - t0) * 1000,
+            "outcome": "error" if error else "ok",
+            "status": error.status if error else 200,
+            "error_kind": error.kind if error else None,
+            "retryable": error.retryable if error else False,
+            "error_message": error.message[:500] if error else None,
+        })
+        return result
+
+    def _completed(
+        self, operation: Operation, request: dict[str, Any], outcome: Outcome, target: Target, result: Result
+    ) -> Outcome:
+        finished = now_ms()
+        cost = operation.cost(target.info, result) if target.info else 0.0
+        latency = float(finished - request["received_at_ms"])
+        outcome.reply_event = operation.reply_event
+        outcome.reply = {
+            "request_id": request["request_id"], "project": request["project"],
+            "model": target.model, "provider": target.provider, "cost_usd": cost, "latency_ms": latency,
+            "attempts": len(outcome.attempts), "completed_at_ms": finished, **operation.reply_fields(result),
+        }
+        outcome.usage = self._usage(request, outcome, target.model, target.provider, "ok", None,
+                                    operation.tokens(result), cost, latency)
+        return outcome
+
+    def _failed(
+        self, request: dict[str, Any], outcome: Outcome, error: ClientError, target: Target | None,
+        record_usage: bool = True,
+    ) -> Outcome:
+        finished = now_ms()
+        outcome.reply_event = "RequestFailed"
+        outcome.reply = {
+            "request_id": request["request_id"], "project": request["project"], "status": error.status,
+            "error_type": error.type, "code": error.code, "message": error.message,
+            "attempts": len(outcome.attempts), "failed_at_ms": finished,
+        }
+        if record_usage:
+            last = outcome.attempts[-1] if outcome.attempts else None
+            model = last["model"] if last else (target.model if target else request["model"])
+            provider = last["provider"] if last else (target.provider if target else "")
+            outcome.usage = self._usage(request, outcome, model, provider, "error", error.code, Tokens(), 0.0,
+                                        float(finished - request["received_at_ms"]))
+        return outcome
+
+    @staticmethod
+    def _usage(
+        request: dict[str, Any], outcome: Outcome, model: str, provider: str, status: str, code: str | None,
+        tokens: Tokens, cost: float, latency: float,
+    ) -> dict[str, Any]:
+        return {
+            "event_id": request["request_id"], "request_id": request["request_id"],
+            "project": request["project"], "key_id": request["key_id"], "model": model, "provider": provider,
+            "status": status, "error_code": code, "prompt_tokens": tokens.prompt,
+            "completion_tokens": tokens.completion, "total_tokens": tokens.prompt + tokens.completion,
+            "cost_usd": cost, "latency_ms": latency, "attempts": len(outcome.attempts), "recorded_at_ms": now_ms(),
+            "cached_tokens": tokens.cached, "reasoning_tokens": tokens.reasoning,
+        }
