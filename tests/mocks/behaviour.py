@@ -13,6 +13,7 @@ conversation gets the same answer from each provider's wire format.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,3 +79,9 @@ def answer(conversation: Conversation) -> Answer:
 
 def words(text: str) -> int:
     return len(text.split())
+
+
+def vector(text: str, dimensions: int = 8) -> list[float]:
+    """A deterministic unit-free embedding of a text: the same text gets the same vector from every mock."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round(digest[i % len(digest)] / 255, 6) for i in range(dimensions)]

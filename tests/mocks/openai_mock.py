@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.mocks.behaviour import Conversation, answer, failure, maybe_stall, words
+from tests.mocks.behaviour import Conversation, answer, failure, maybe_stall, vector, words
 
 API_KEY = os.environ.get("MOCK_OPENAI_API_KEY", "sk-mock-openai")
 AZURE_KEY = os.environ.get("MOCK_AZURE_API_KEY", "azure-mock-key")
@@ -139,15 +139,69 @@ async def chat_completions(request: Request) -> Response:
 
 
 async def azure_chat_completions(request: Request) -> Response:
+    if (denied := _azure_auth(request)) is not None:
+        return denied
+    return await _complete(request, request.path_params["deployment"])
+
+
+async def _embed(request: Request, model: str) -> Response:
+    body = orjson.loads(await request.body())
+    texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+    if failure(model) == 429:
+        return _error(429, "Rate limit reached for requests.", "requests", "rate_limit_exceeded",
+                      headers={"retry-after": "30"})
+    dimensions = body.get("dimensions") or 8
+    tokens = sum(words(t) for t in texts)
+    return Response(orjson.dumps({
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": vector(t, dimensions)} for i, t in enumerate(texts)],
+        "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }), media_type="application/json")
+
+
+async def _generate_images(request: Request, model: str) -> Response:
+    body = orjson.loads(await request.body())
+    if not body.get("prompt"):
+        return _error(400, "'prompt' is a required property", "invalid_request_error", None, param="prompt")
+    b64 = body.get("response_format") == "b64_json"
+    data = [{"b64_json": "iVBORw0KGgo=", "revised_prompt": body["prompt"]} if b64 else
+            {"url": f"https://images.mock/{uuid.uuid4().hex}.png", "revised_prompt": body["prompt"]}
+            for _ in range(body.get("n") or 1)]
+    return Response(orjson.dumps({"created": int(time.time()), "data": data}), media_type="application/json")
+
+
+async def embeddings(request: Request) -> Response:
+    if (denied := _openai_auth(request)) is not None:
+        return denied
+    return await _embed(request, orjson.loads(await request.body())["model"])
+
+
+async def images_generations(request: Request) -> Response:
+    if (denied := _openai_auth(request)) is not None:
+        return denied
+    return await _generate_images(request, orjson.loads(await request.body()).get("model", "dall-e-2"))
+
+
+def _azure_auth(request: Request) -> Response | None:
     if "api-version" not in request.query_params:
         return _error(404, "Resource not found", None, "404")
-    key = request.headers.get("api-key")
-    bearer = request.headers.get("authorization", "")
-    if key != AZURE_KEY and bearer != f"Bearer {AZURE_KEY}":
+    if request.headers.get("api-key") != AZURE_KEY and request.headers.get("authorization") != f"Bearer {AZURE_KEY}":
         return Response(orjson.dumps({"error": {"code": "401", "message": "Access denied due to invalid subscription "
                         "key or wrong API endpoint. Make sure to provide a valid key for an active subscription and "
                         "use a correct regional API endpoint for your resource."}}), 401, media_type="application/json")
-    return await _complete(request, request.path_params["deployment"])
+    return None
+
+
+async def azure_embeddings(request: Request) -> Response:
+    if (denied := _azure_auth(request)) is not None:
+        return denied
+    return await _embed(request, request.path_params["deployment"])
+
+
+async def azure_images(request: Request) -> Response:
+    if (denied := _azure_auth(request)) is not None:
+        return denied
+    return await _generate_images(request, request.path_params["deployment"])
 
 
 async def list_models(request: Request) -> Response:
@@ -163,7 +217,11 @@ async def mock_stats(_: Request) -> Response:
 
 app = Starlette(routes=[
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/embeddings", embeddings, methods=["POST"]),
+    Route("/v1/images/generations", images_generations, methods=["POST"]),
     Route("/openai/deployments/{deployment}/chat/completions", azure_chat_completions, methods=["POST"]),
+    Route("/openai/deployments/{deployment}/embeddings", azure_embeddings, methods=["POST"]),
+    Route("/openai/deployments/{deployment}/images/generations", azure_images, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/mock/stats", mock_stats, methods=["GET"]),
 ])
