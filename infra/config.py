@@ -146,6 +146,7 @@ class Environment(BaseSettings):
     gateway_config: Path = DEFAULT_CONFIG
     kafka_bootstrap_servers: str | None = None
     gateway_topic_prefix: str = "gw."
+    gateway_secret: str | None = Field(None, description="Encrypts provider keys that callers bring.")
 
 
 class Settings:

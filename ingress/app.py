@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from infra import secrets
 from infra.config import Settings
 from ingress import answers, bodies
 from ingress.auth import Caller, authenticate
@@ -25,6 +26,7 @@ from processors.routing import RouteTable
 from schemas.topics import REPLIES
 
 TIMEOUT_HEADER = "x-gateway-timeout-ms"
+PROVIDER_KEY_HEADER = "x-provider-key-"
 
 
 def _json(payload: Any, headers: dict[str, str] | None = None) -> Response:
@@ -71,6 +73,7 @@ def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
     probe = RouterProbe(settings)
     limits = settings.config.ingress
     keys = settings.key_projects
+    byok = secrets.cipher(settings.env.gateway_secret) if settings.env.gateway_secret else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -110,6 +113,21 @@ def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
                                   f"(0, {int(limits.max_timeout_s * 1000)}]", "invalid_timeout")
         return ms / 1000
 
+    def provider_keys(request: Request) -> list[dict[str, str]]:
+        """`x-provider-key-<provider>` headers: the caller's own key for one provider, encrypted at once."""
+        given = {name[len(PROVIDER_KEY_HEADER):]: value for name, value in request.headers.items()
+                 if name.startswith(PROVIDER_KEY_HEADER)}
+        if not given:
+            return []
+        if byok is None:
+            raise invalid_request("this gateway does not accept provider keys from callers (no GATEWAY_SECRET)",
+                                  "provider_keys_disabled")
+        for provider in given:
+            if provider not in settings.config.providers:
+                raise invalid_request(f"{PROVIDER_KEY_HEADER}{provider}: no provider named '{provider}'",
+                                      "unknown_provider")
+        return [{"provider": p, "ciphertext": byok.encrypt(key.encode()).decode()} for p, key in given.items()]
+
     async def submit(request: Request, caller: Caller, body: bodies.Body, event_name: str,
                      capability: str) -> dict[str, Any]:
         fields = body.event_fields()
@@ -130,6 +148,7 @@ def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
             "deadline_ms": received + int(timeout * 1000),
             "reply_topic": bridge.reply_topic,
             "reply_partition": bridge.reply_partition,
+            "provider_keys": provider_keys(request),
             **fields,
         }
         answer = await bridge.submit(event_name, event, _traceparent(request.headers.get("traceparent")), timeout)

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from infra import secrets
 from infra.config import Settings
 from processors.catalog import ModelInfo, cost_usd, image_cost_usd
 from processors.failover import DEADLINE_EXCEEDED, ClientError, client_error, retry_delay_s
@@ -90,14 +91,33 @@ class RequestHandler:
         self._settings = settings
         self._routes = routes
         self._upstreams = upstreams
+        secret = settings.env.gateway_secret
+        self._cipher = secrets.cipher(secret) if secret else None
+
+    def _caller_keys(self, request: dict[str, Any]) -> dict[str, str]:
+        """The provider keys the caller brought, decrypted for this request only."""
+        keys: dict[str, str] = {}
+        for item in request.get("provider_keys") or ():
+            if self._cipher is None:
+                raise Unsupported(item["provider"], "provider_keys", "this router has no GATEWAY_SECRET")
+            try:
+                keys[item["provider"]] = self._cipher.decrypt(item["ciphertext"].encode()).decode()
+            except secrets.InvalidToken:
+                raise Unsupported(item["provider"], "provider_keys", "not encrypted with this gateway's secret") \
+                    from None
+        return keys
 
     async def handle(self, event: str, request: dict[str, Any]) -> Outcome:
         operation = OPERATIONS[event]
         outcome = Outcome()
+        try:
+            caller_keys = self._caller_keys(request)
+        except Unsupported as exc:
+            return self._failed(request, outcome, client_error("", ProviderError("unsupported", str(exc))), None)
         last: tuple[str, ProviderError] | None = None
         for model in [request["model"], *request["fallback"]]:
             target = self._routes.target(model)
-            if target is None or not self._routes.servable(model):
+            if target is None or not self._routes.servable(model, frozenset(caller_keys)):
                 last = last or (model, ProviderError("not_found", f"model {model} has no configured provider"))
                 continue
             tries = 0
@@ -106,7 +126,8 @@ class RequestHandler:
                 if remaining <= 0:
                     return self._failed(request, outcome, DEADLINE_EXCEEDED, target)
                 tries += 1
-                result = await self._attempt(operation, request, target, remaining, outcome)
+                result = await self._attempt(operation, request, target, caller_keys.get(target.provider),
+                                             remaining, outcome)
                 if not isinstance(result, ProviderError):
                     return self._completed(operation, request, outcome, target, result)
                 last = (target.provider, result)
@@ -129,11 +150,12 @@ class RequestHandler:
         return self._failed(request, Outcome(), DEADLINE_EXCEEDED, None, record_usage=False)
 
     async def _attempt(
-        self, operation: Operation, request: dict[str, Any], target: Target, remaining_s: float, outcome: Outcome
+        self, operation: Operation, request: dict[str, Any], target: Target, caller_key: str | None,
+        remaining_s: float, outcome: Outcome,
     ) -> Result | ProviderError:
         provider = self._settings.config.providers[target.provider]
         adapter = ADAPTERS[provider.kind]
-        upstream = Upstream(target.provider, provider.base_url, target.upstream_model, provider.api_key(),
+        upstream = Upstream(target.provider, provider.base_url, target.upstream_model, caller_key or provider.api_key(),
                             target.info.capabilities if target.info else (), provider.options())
         build = getattr(adapter, f"build_{operation.name}", None)
         parse = getattr(adapter, f"parse_{operation.name}", None)

@@ -40,13 +40,13 @@ class RouteTable:
         target = self._targets.get(model)
         return target is None or target.info is None or capability in target.info.capabilities
 
-    def servable(self, model: str) -> bool:
-        """Known, and its provider is configured and has its key."""
+    def servable(self, model: str, caller_keys: frozenset[str] = frozenset()) -> bool:
+        """Known, and its provider is configured and has a key (its own, or one the caller brought)."""
         target = self._targets.get(model)
         if target is None:
             return False
         provider = self._config.providers.get(target.provider)
-        return provider is not None and provider.enabled
+        return provider is not None and (provider.enabled or target.provider in caller_keys)
 
     def servable_models(self) -> list[Target]:
         return [t for name, t in sorted(self._targets.items()) if self.servable(name)]

@@ -249,6 +249,7 @@ def providers_gateway(bootstrap: str, openai_mock: str, anthropic_mock: str, gem
             "bedrock": {"kind": "bedrock", "base_url": bedrock_mock, "region": "us-east-1",
                         "api_key_env": "TEST_AWS_SECRET", "access_key_id_env": "TEST_AWS_KEY_ID"},
             "local-embeddings": {"kind": "openai_compatible", "base_url": embeddings_server + "/v1"},
+            "openai-byok": {"kind": "openai", "base_url": openai_mock, "api_key_env": "TEST_KEY_NOBODY_SETS"},
         },
         extra_models={
             # The failover chain of the product page, with its first two models failing upstream.
@@ -259,6 +260,7 @@ def providers_gateway(bootstrap: str, openai_mock: str, anthropic_mock: str, gem
             "gemini-bad-request": {"provider": "google", "upstream_model": "gemini-fail-400"},
             "bedrock-throttled": {"provider": "bedrock", "upstream_model": "titan-fail-429"},
             "azure-filtered": {"provider": "azure", "upstream_model": "deployment-content-filter"},
+            "byok-gpt": {"provider": "openai-byok", "upstream_model": "gpt-4o-mini"},
         },
     )
     gateway = start_gateway(bootstrap, config, logs, {
@@ -266,6 +268,7 @@ def providers_gateway(bootstrap: str, openai_mock: str, anthropic_mock: str, gem
         "TEST_WRONG_KEY": "sk-ant-wrong", "TEST_GEMINI_KEY": MOCK_KEYS["MOCK_GEMINI_API_KEY"],
         "TEST_AWS_SECRET": MOCK_KEYS["MOCK_AWS_SECRET_ACCESS_KEY"],
         "TEST_AWS_KEY_ID": MOCK_KEYS["MOCK_AWS_ACCESS_KEY_ID"],
+        "GATEWAY_SECRET": "a-test-gateway-secret",
     })
     yield gateway
     for process in (gateway.ingress, gateway.router):
