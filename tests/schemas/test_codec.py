@@ -29,7 +29,7 @@ def test_a_request_round_trips_with_defaults_filled_in() -> None:
     assert name == "RequestReceived"
     assert decoded == {**REQUEST, "reply_partition": -1, "fallback": [], "max_tokens": None, "temperature": None,
                        "top_p": None, "stop": [], "seed": None, "user": None, "tools": [], "tool_choice": None,
-                       "parallel_tool_calls": None, "response_format_json": None,
+                       "parallel_tool_calls": None, "response_format_json": None, "provider_keys": [],
                        "messages": [{"role": "user", "content": "hi", "name": None, "parts": [], "tool_calls": [],
                                      "tool_call_id": None}]}
 
