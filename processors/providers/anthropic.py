@@ -18,6 +18,7 @@ from processors.providers.base import (
     Upstream,
     data_url,
     kind_for_status,
+    refuse_unless_supported,
     retry_after_seconds,
     text_of,
 )
@@ -71,8 +72,7 @@ def _messages(request: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]
 def build_chat(request: dict[str, Any], upstream: Upstream) -> HttpCall:
     if request.get("response_format_json") and orjson.loads(request["response_format_json"])["type"] != "text":
         raise Unsupported(upstream.provider, "response_format", "the Messages API has no JSON mode")
-    if request.get("seed") is not None:
-        raise Unsupported(upstream.provider, "seed")
+    refuse_unless_supported(request, upstream.provider, seed=False, parallel_tool_calls=True, strict_tools=False)
     system, messages = _messages(request)
     body: dict[str, Any] = {"model": upstream.model, "messages": messages,
                             "max_tokens": request.get("max_tokens") or DEFAULT_MAX_TOKENS}

@@ -137,3 +137,14 @@ def text_of(message: dict[str, Any]) -> str:
     if message.get("content") is not None:
         return message["content"]
     return "".join(p["text"] or "" for p in message.get("parts") or () if p["type"] == "text")
+
+
+def refuse_unless_supported(request: dict[str, Any], provider: str, *, seed: bool, parallel_tool_calls: bool,
+                            strict_tools: bool) -> None:
+    """Raise Unsupported for OpenAI parameters that change the answer and this provider has no field for."""
+    if not seed and request.get("seed") is not None:
+        raise Unsupported(provider, "seed")
+    if not parallel_tool_calls and request.get("parallel_tool_calls") is False:
+        raise Unsupported(provider, "parallel_tool_calls")
+    if not strict_tools and any(t.get("strict") for t in request.get("tools") or ()):
+        raise Unsupported(provider, "tools.function.strict")

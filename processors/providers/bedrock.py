@@ -23,6 +23,7 @@ from processors.providers.base import (
     Upstream,
     data_url,
     kind_for_status,
+    refuse_unless_supported,
     retry_after_seconds,
     text_of,
 )
@@ -66,6 +67,7 @@ def _tool_result(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def converse_body(request: dict[str, Any], provider: str) -> dict[str, Any]:
+    refuse_unless_supported(request, provider, seed=False, parallel_tool_calls=False, strict_tools=False)
     if request.get("response_format_json") and orjson.loads(request["response_format_json"])["type"] != "text":
         raise Unsupported(provider, "response_format", "Converse has no JSON mode")
     system: list[dict[str, str]] = []

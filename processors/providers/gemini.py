@@ -18,6 +18,7 @@ from processors.providers.base import (
     Upstream,
     data_url,
     kind_for_status,
+    refuse_unless_supported,
     retry_after_seconds,
     text_of,
 )
@@ -72,6 +73,7 @@ def _contents(request: dict[str, Any], provider: str) -> tuple[list[str], list[d
 
 
 def build_chat(request: dict[str, Any], upstream: Upstream) -> HttpCall:
+    refuse_unless_supported(request, upstream.provider, seed=True, parallel_tool_calls=False, strict_tools=False)
     system, contents = _contents(request, upstream.provider)
     body: dict[str, Any] = {"contents": contents}
     if system:

@@ -159,3 +159,14 @@ def test_azure_calls_the_deployment_with_api_key_and_version() -> None:
 def test_azure_content_filter_has_its_own_kind() -> None:
     body = b'{"error": {"code": "content_filter", "message": "The response was filtered", "status": 400}}'
     assert azure.parse_error(400, body, {}).kind == "content_filter"
+
+
+@pytest.mark.parametrize(("adapter", "field", "value"), [
+    (anthropic, "seed", 7), (bedrock, "seed", 7), (gemini, "parallel_tool_calls", False),
+    (bedrock, "parallel_tool_calls", False),
+])
+def test_a_parameter_without_a_provider_field_is_refused_not_dropped(adapter: object, field: str,
+                                                                     value: object) -> None:
+    upstream = Upstream("p", "https://x", "m", "k", options={"region": "us-east-1", "access_key_id": "AKID"})
+    with pytest.raises(Unsupported, match=f"'{field}'"):
+        adapter.build_chat(request(**{field: value}), upstream)  # type: ignore[attr-defined]
