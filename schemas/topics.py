@@ -21,12 +21,13 @@ class TopicSpec:
 
 
 REQUESTS = TopicSpec(
-    "requests", 6, key="project", events=("RequestReceived", "EmbeddingsRequested", "ImagesRequested"),
+    "requests", 6, key="project",
+    events=("RequestReceived", "EmbeddingsRequested", "ImagesRequested", "RequestCancelled"),
     config={"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
 )
 REPLIES = TopicSpec(
     "replies", 8, key="request_id",
-    events=("ResponseCompleted", "EmbeddingsCompleted", "ImagesCompleted", "RequestFailed"),
+    events=("ResponseChunk", "ResponseCompleted", "EmbeddingsCompleted", "ImagesCompleted", "RequestFailed"),
     config={"retention.ms": str(3600 * 1000), "cleanup.policy": "delete"},
 )
 ATTEMPTS = TopicSpec(

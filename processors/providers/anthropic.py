@@ -14,6 +14,9 @@ from processors.providers.base import (
     ChatResult,
     HttpCall,
     ProviderError,
+    StreamDelta,
+    StreamFailed,
+    StreamState,
     Unsupported,
     Upstream,
     data_url,
@@ -95,10 +98,46 @@ def build_chat(request: dict[str, Any], upstream: Upstream) -> HttpCall:
                                else {"type": {"auto": "auto", "required": "any", "none": "none"}[choice]})
         if request.get("parallel_tool_calls") is False and choice != "none":
             body["tool_choice"]["disable_parallel_tool_use"] = True
+    if request.get("stream"):
+        body["stream"] = True
     headers = {"content-type": "application/json", "anthropic-version": VERSION}
     if upstream.api_key:
         headers["x-api-key"] = upstream.api_key
     return HttpCall("POST", upstream.base_url + "/v1/messages", headers, orjson.dumps(body))
+
+
+STREAM_FORMAT = "sse"
+_STREAM_ERRORS = {"overloaded_error": "server_error", "api_error": "server_error", "rate_limit_error": "rate_limited"}
+
+
+def parse_stream_event(name: str | None, data: dict[str, Any], state: StreamState) -> list[StreamDelta]:
+    """Typed events: message_start, content_block_start/delta/stop, message_delta, message_stop, ping, error."""
+    kind = data.get("type") or name
+    if kind == "message_start":
+        usage = data["message"].get("usage") or {}
+        state.cached_tokens = int(usage.get("cache_read_input_tokens") or 0)
+        state.prompt_tokens = (int(usage.get("input_tokens") or 0) + state.cached_tokens
+                               + int(usage.get("cache_creation_input_tokens") or 0))
+    elif kind == "content_block_start" and data["content_block"]["type"] == "tool_use":
+        block = data["content_block"]
+        return [StreamDelta(tool_calls=({"index": state.tool_call_index(data["index"]), "id": block["id"],
+                                         "name": block["name"], "arguments": ""},))]
+    elif kind == "content_block_delta":
+        delta = data["delta"]
+        if delta["type"] == "text_delta":
+            return [StreamDelta(delta["text"])]
+        if delta["type"] == "input_json_delta":
+            return [StreamDelta(tool_calls=({"index": state.tool_call_index(data["index"]), "id": None, "name": None,
+                                             "arguments": delta["partial_json"]},))]
+    elif kind == "message_delta":
+        if data["delta"].get("stop_reason"):
+            state.finish_reason = _STOP_REASONS.get(data["delta"]["stop_reason"], "stop")
+        state.completion_tokens = int((data.get("usage") or {}).get("output_tokens") or state.completion_tokens)
+    elif kind == "error":
+        error = data.get("error") or {}
+        raise StreamFailed(ProviderError(_STREAM_ERRORS.get(error.get("type"), "server_error"),  # type: ignore[arg-type]
+                                         f"{error.get('type', 'error')}: {error.get('message', '')}"))
+    return []
 
 
 def parse_chat(body: dict[str, Any]) -> ChatResult:

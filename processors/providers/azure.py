@@ -20,12 +20,15 @@ from processors.providers.openai import (
     parse_embeddings,
     parse_error,
     parse_images,
+    parse_stream_event,
 )
+
+STREAM_FORMAT = "sse"
 
 DEFAULT_API_VERSION = "2024-10-21"
 
 __all__ = ["build_chat", "build_embeddings", "build_images", "parse_chat", "parse_embeddings", "parse_error",
-           "parse_images"]
+           "parse_images", "parse_stream_event"]
 
 
 def _call(upstream: Upstream, operation: str, body: dict[str, Any]) -> HttpCall:

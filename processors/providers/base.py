@@ -77,6 +77,38 @@ class ProviderError:
         return self.kind in ("rate_limited", "server_error", "timeout", "connection")
 
 
+@dataclass(frozen=True)
+class StreamDelta:
+    """One piece of a streamed answer: text and/or tool-call fragments (index, id, name, arguments)."""
+
+    content: str = ""
+    tool_calls: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass
+class StreamState:
+    """What a provider's stream has said so far besides the deltas: usage, finish reason, and which
+    provider block is which tool call."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    finish_reason: str | None = None
+    tool_index: dict[Any, int] = field(default_factory=dict)
+
+    def tool_call_index(self, key: Any) -> int:
+        return self.tool_index.setdefault(key, len(self.tool_index))
+
+
+class StreamFailed(Exception):
+    """The provider reported an error inside its stream."""
+
+    def __init__(self, error: ProviderError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 class Unsupported(Exception):
     """The request uses something this provider cannot honour; raised by build_chat, before any call."""
 

@@ -19,6 +19,9 @@ from processors.providers.base import (
     EmbeddingsResult,
     HttpCall,
     ProviderError,
+    StreamDelta,
+    StreamFailed,
+    StreamState,
     Unsupported,
     Upstream,
     data_url,
@@ -118,7 +121,8 @@ def sign(method: str, url: str, body: bytes, region: str, upstream: Upstream) ->
 
 def build_chat(request: dict[str, Any], upstream: Upstream) -> HttpCall:
     body = orjson.dumps(converse_body(request, upstream.provider))
-    url = f"{upstream.base_url}/model/{quote(upstream.model, safe='')}/converse"
+    operation = "converse-stream" if request.get("stream") else "converse"
+    url = f"{upstream.base_url}/model/{quote(upstream.model, safe='')}/{operation}"
     return HttpCall("POST", url, sign("POST", url, body, upstream.options["region"], upstream), body)
 
 
@@ -136,6 +140,39 @@ def build_embeddings(request: dict[str, Any], upstream: Upstream) -> HttpCall:
 
 def parse_embeddings(body: dict[str, Any]) -> EmbeddingsResult:
     return EmbeddingsResult([body["embedding"]], int(body.get("inputTextTokenCount") or 0))
+
+
+STREAM_FORMAT = "aws-eventstream"
+_STREAM_EXCEPTIONS = {"throttlingException": "rate_limited", "modelStreamErrorException": "server_error",
+                      "internalServerException": "server_error", "serviceUnavailableException": "server_error",
+                      "validationException": "bad_request"}
+
+
+def parse_stream_event(name: str | None, data: dict[str, Any], state: StreamState) -> list[StreamDelta]:
+    """ConverseStream events (the event-stream framing is decoded by botocore in the HTTP runner)."""
+    if name and name.startswith("exception:"):
+        kind = name.split(":", 1)[1]
+        raise StreamFailed(ProviderError(_STREAM_EXCEPTIONS.get(kind, "server_error"),  # type: ignore[arg-type]
+                                         f"{kind}: {data.get('message', '')}"))
+    if name == "contentBlockStart" and "toolUse" in (data.get("start") or {}):
+        tool = data["start"]["toolUse"]
+        return [StreamDelta(tool_calls=({"index": state.tool_call_index(data["contentBlockIndex"]),
+                                         "id": tool["toolUseId"], "name": tool["name"], "arguments": ""},))]
+    if name == "contentBlockDelta":
+        delta = data["delta"]
+        if "text" in delta:
+            return [StreamDelta(delta["text"])]
+        if "toolUse" in delta:
+            return [StreamDelta(tool_calls=({"index": state.tool_call_index(data["contentBlockIndex"]), "id": None,
+                                             "name": None, "arguments": delta["toolUse"].get("input", "")},))]
+    elif name == "messageStop":
+        state.finish_reason = _STOP.get(data.get("stopReason") or "end_turn", "stop")
+    elif name == "metadata":
+        usage = data.get("usage") or {}
+        state.cached_tokens = int(usage.get("cacheReadInputTokens") or 0)
+        state.prompt_tokens = int(usage.get("inputTokens") or 0) + state.cached_tokens
+        state.completion_tokens = int(usage.get("outputTokens") or 0)
+    return []
 
 
 def parse_chat(body: dict[str, Any]) -> ChatResult:

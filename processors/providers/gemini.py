@@ -14,6 +14,9 @@ from processors.providers.base import (
     ChatResult,
     HttpCall,
     ProviderError,
+    StreamDelta,
+    StreamFailed,
+    StreamState,
     Unsupported,
     Upstream,
     data_url,
@@ -108,8 +111,41 @@ def build_chat(request: dict[str, Any], upstream: Upstream) -> HttpCall:
     headers = {"content-type": "application/json"}
     if upstream.api_key:
         headers["x-goog-api-key"] = upstream.api_key
-    url = f"{upstream.base_url}/v1beta/models/{upstream.model}:generateContent"
+    method = "streamGenerateContent?alt=sse" if request.get("stream") else "generateContent"
+    url = f"{upstream.base_url}/v1beta/models/{upstream.model}:{method}"
     return HttpCall("POST", url, headers, orjson.dumps(body))
+
+
+STREAM_FORMAT = "sse"
+
+
+def parse_stream_event(_: str | None, data: dict[str, Any], state: StreamState) -> list[StreamDelta]:
+    """Each SSE event is a whole GenerateContentResponse holding the next parts; usage is cumulative."""
+    if "error" in data:
+        error = data["error"]
+        raise StreamFailed(ProviderError(_STATUS_KINDS.get(error.get("status", ""), "server_error"),  # type: ignore[arg-type]
+                                         f"{error.get('status', 'ERROR')}: {error.get('message', '')}"))
+    usage = data.get("usageMetadata") or {}
+    if usage:
+        state.prompt_tokens = int(usage.get("promptTokenCount") or 0)
+        state.reasoning_tokens = int(usage.get("thoughtsTokenCount") or 0)
+        state.completion_tokens = int(usage.get("candidatesTokenCount") or 0) + state.reasoning_tokens
+        state.cached_tokens = int(usage.get("cachedContentTokenCount") or 0)
+    candidate = (data.get("candidates") or [{}])[0]
+    deltas = []
+    for part in (candidate.get("content") or {}).get("parts") or ():
+        if "functionCall" in part:
+            call = part["functionCall"]
+            index = state.tool_call_index(len(state.tool_index))
+            call_id = call.get("id") or f"call_{index}_{call['name']}"
+            deltas.append(StreamDelta(tool_calls=({"index": index, "id": call_id, "name": call["name"],
+                                                   "arguments": orjson.dumps(call.get("args") or {}).decode()},)))
+        elif part.get("text") and not part.get("thought"):
+            deltas.append(StreamDelta(part["text"]))
+    if candidate.get("finishReason"):
+        finish = _FINISH.get(candidate["finishReason"], "stop")
+        state.finish_reason = "tool_calls" if state.tool_index and finish == "stop" else finish
+    return deltas
 
 
 def parse_chat(body: dict[str, Any]) -> ChatResult:

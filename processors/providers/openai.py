@@ -15,6 +15,9 @@ from processors.providers.base import (
     HttpCall,
     ImagesResult,
     ProviderError,
+    StreamDelta,
+    StreamFailed,
+    StreamState,
     Unsupported,
     Upstream,
     kind_for_status,
@@ -73,7 +76,37 @@ def chat_body(request: dict[str, Any], upstream: Upstream) -> dict[str, Any]:
             if choice.startswith("function:") else choice
     if request.get("response_format_json"):
         body["response_format"] = orjson.loads(request["response_format_json"])
+    if request.get("stream"):
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}  # the gateway records usage whatever the caller asked
     return body
+
+
+def parse_stream_event(_: str | None, data: dict[str, Any], state: StreamState) -> list[StreamDelta]:
+    """A `chat.completion.chunk`; the last one (empty choices) carries usage."""
+    if "error" in data:
+        error = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
+        raise StreamFailed(ProviderError("server_error", str(error.get("message") or error)))
+    usage = data.get("usage")
+    if usage:
+        state.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        state.completion_tokens = int(usage.get("completion_tokens") or 0)
+        state.cached_tokens = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        state.reasoning_tokens = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
+    deltas = []
+    for choice in data.get("choices") or ():
+        if choice.get("finish_reason"):
+            state.finish_reason = choice["finish_reason"]
+        delta = choice.get("delta") or {}
+        calls = tuple({"index": c.get("index", 0), "id": c.get("id"), "name": (c.get("function") or {}).get("name"),
+                       "arguments": (c.get("function") or {}).get("arguments")}
+                      for c in delta.get("tool_calls") or ())
+        if delta.get("content") or calls:
+            deltas.append(StreamDelta(delta.get("content") or "", calls))
+    return deltas
+
+
+STREAM_FORMAT = "sse"
 
 
 def build_chat(request: dict[str, Any], upstream: Upstream) -> HttpCall:
