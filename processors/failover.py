@@ -57,3 +57,4 @@ def client_error(provider: str, error: ProviderError) -> ClientError:
 
 
 DEADLINE_EXCEEDED = ClientError(504, "api_error", "deadline_exceeded", "the request's deadline passed")
+CLIENT_GONE = ClientError(499, "api_error", "client_disconnected", "the caller disconnected")

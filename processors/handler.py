@@ -7,29 +7,33 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import orjson
 
 from infra import secrets
 from infra.config import Settings
 from processors.catalog import ModelInfo, cost_usd, image_cost_usd
-from processors.failover import DEADLINE_EXCEEDED, ClientError, client_error, retry_delay_s
+from processors.failover import CLIENT_GONE, DEADLINE_EXCEEDED, ClientError, client_error, retry_delay_s
 from processors.providers import ADAPTERS
 from processors.providers.base import (
     ChatResult,
     EmbeddingsResult,
     ImagesResult,
     ProviderError,
+    StreamFailed,
+    StreamState,
     Unsupported,
     Upstream,
 )
 from processors.routing import RouteTable, Target
-from processors.upstream import UpstreamResponse, Upstreams
+from processors.upstream import STREAM_READERS, UpstreamResponse, Upstreams
 
 Result = ChatResult | EmbeddingsResult | ImagesResult
+ChunkSink = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def now_ms() -> int:
@@ -77,6 +81,51 @@ OPERATIONS = {
 
 
 @dataclass
+class Stream:
+    """One streamed answer on its way out: chunks numbered in order, the text and tool calls they add up
+    to, and when the first one left."""
+
+    request: dict[str, Any]
+    sink: ChunkSink
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    seq: int = 0
+    ttft_ms: float | None = None
+    content: list[str] = field(default_factory=list)
+    tool_calls: dict[int, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def started(self) -> bool:
+        return self.seq > 0
+
+    async def emit(self, target: Target, content: str, tool_calls: tuple[dict[str, Any], ...],
+                   finish_reason: str | None = None) -> None:
+        if self.ttft_ms is None:
+            self.ttft_ms = float(now_ms() - self.request["received_at_ms"])
+        self.content.append(content)
+        for delta in tool_calls:
+            call = self.tool_calls.setdefault(delta["index"], {"id": "", "name": "", "arguments": ""})
+            call["id"] = delta.get("id") or call["id"]
+            call["name"] = delta.get("name") or call["name"]
+            call["arguments"] += delta.get("arguments") or ""
+        await self.sink({
+            "request_id": self.request["request_id"], "project": self.request["project"], "run_id": self.run_id,
+            "seq": self.seq, "model": target.model, "provider": target.provider, "content": content,
+            "tool_calls": [{"index": d["index"], "id": d.get("id"), "name": d.get("name"),
+                            "arguments": d.get("arguments")} for d in tool_calls],
+            "finish_reason": finish_reason,
+        })
+        self.seq += 1
+
+    def result(self, state: StreamState) -> ChatResult:
+        calls = tuple(self.tool_calls[i] for i in sorted(self.tool_calls))
+        return ChatResult(
+            content="".join(self.content), finish_reason=state.finish_reason or ("tool_calls" if calls else "stop"),
+            prompt_tokens=state.prompt_tokens, completion_tokens=state.completion_tokens or self.seq,
+            cached_tokens=state.cached_tokens, reasoning_tokens=state.reasoning_tokens, tool_calls=calls,
+        )
+
+
+@dataclass
 class Outcome:
     """The events one request produced, in the order they should be emitted."""
 
@@ -107,9 +156,12 @@ class RequestHandler:
                     from None
         return keys
 
-    async def handle(self, event: str, request: dict[str, Any]) -> Outcome:
+    async def handle(self, event: str, request: dict[str, Any], sink: ChunkSink | None = None) -> Outcome:
+        """Answer a request; a chat request with `stream` set sends its chunks to `sink` as they come.
+        Failover happens before the first chunk only; a stream cut after it ends with RequestFailed."""
         operation = OPERATIONS[event]
         outcome = Outcome()
+        stream = Stream(request, sink) if sink is not None and request.get("stream") else None
         try:
             caller_keys = self._caller_keys(request)
         except Unsupported as exc:
@@ -126,13 +178,17 @@ class RequestHandler:
                 if remaining <= 0:
                     return self._failed(request, outcome, DEADLINE_EXCEEDED, target)
                 tries += 1
-                result = await self._attempt(operation, request, target, caller_keys.get(target.provider),
-                                             remaining, outcome)
+                try:
+                    result = await self._attempt(operation, request, target, caller_keys.get(target.provider),
+                                                 remaining, outcome, stream)
+                except asyncio.CancelledError:  # the caller went away (RequestCancelled): record what was made
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                    return self._failed(request, outcome, CLIENT_GONE, target, stream=stream)
                 if not isinstance(result, ProviderError):
-                    return self._completed(operation, request, outcome, target, result)
+                    return self._completed(operation, request, outcome, target, result, stream)
                 last = (target.provider, result)
-                if result.kind in ("bad_request", "content_filter"):  # no other model will take it either
-                    return self._failed(request, outcome, client_error(*last), target)
+                if result.kind in ("bad_request", "content_filter") or (stream and stream.started):
+                    return self._failed(request, outcome, client_error(*last), target, stream=stream)
                 delay = retry_delay_s(self._settings.config.retry, result, tries, remaining)
                 if delay is None:
                     break
@@ -151,7 +207,7 @@ class RequestHandler:
 
     async def _attempt(
         self, operation: Operation, request: dict[str, Any], target: Target, caller_key: str | None,
-        remaining_s: float, outcome: Outcome,
+        remaining_s: float, outcome: Outcome, stream: Stream | None = None,
     ) -> Result | ProviderError:
         provider = self._settings.config.providers[target.provider]
         adapter = ADAPTERS[provider.kind]
@@ -169,6 +225,10 @@ class RequestHandler:
         except Unsupported as exc:
             response = ProviderError("unsupported", str(exc))
         else:
+            if stream is not None:
+                result = await self._stream_call(adapter, call, target, min(provider.timeout_s, remaining_s), stream)
+                self._record_attempt(request, target, started_ms, t0, result, outcome)
+                return result
             response = await self._upstreams.send(target.provider, call, min(provider.timeout_s, remaining_s))
         result: Result | ProviderError
         if not isinstance(response, UpstreamResponse):
@@ -180,6 +240,38 @@ class RequestHandler:
                 result = ProviderError("server_error", f"unreadable response: {exc!r}", 200)
         else:
             result = adapter.parse_error(response.status, response.body, response.headers)
+        self._record_attempt(request, target, started_ms, t0, result, outcome)
+        return result
+
+    async def _stream_call(self, adapter: Any, call: Any, target: Target, timeout_s: float,
+                           stream: Stream) -> ChatResult | ProviderError:
+        """Read a provider's stream, sending each delta on as a chunk; the result adds them up."""
+        response = await self._upstreams.open_stream(target.provider, call, timeout_s)
+        if isinstance(response, ProviderError):
+            return response
+        state = StreamState()
+        try:
+            if response.status != 200:
+                headers = {k.lower(): v for k, v in response.headers.items()}
+                return adapter.parse_error(response.status, await response.read(), headers)  # type: ignore[no-any-return]
+            async for name, data in STREAM_READERS[adapter.STREAM_FORMAT](response):
+                for delta in adapter.parse_stream_event(name, data, state):
+                    await stream.emit(target, delta.content, delta.tool_calls)
+            result = stream.result(state)
+            await stream.emit(target, "", (), result.finish_reason)
+            return result
+        except StreamFailed as exc:
+            return exc.error
+        except TimeoutError:
+            return ProviderError("timeout", f"the stream did not finish within {timeout_s:.1f}s")
+        except (aiohttp.ClientError, orjson.JSONDecodeError, KeyError, ValueError) as exc:
+            return ProviderError("connection", f"the stream broke: {type(exc).__name__}: {exc}")
+        finally:
+            response.release()
+
+    @staticmethod
+    def _record_attempt(request: dict[str, Any], target: Target, started_ms: int, t0: float,
+                        result: Result | ProviderError, outcome: Outcome) -> None:
         error = result if isinstance(result, ProviderError) else None
         outcome.attempts.append({
             "attempt_id": str(uuid.uuid4()),
@@ -196,10 +288,10 @@ class RequestHandler:
             "retryable": error.retryable if error else False,
             "error_message": error.message[:500] if error else None,
         })
-        return result
 
     def _completed(
-        self, operation: Operation, request: dict[str, Any], outcome: Outcome, target: Target, result: Result
+        self, operation: Operation, request: dict[str, Any], outcome: Outcome, target: Target, result: Result,
+        stream: Stream | None = None,
     ) -> Outcome:
         finished = now_ms()
         cost = operation.cost(target.info, result) if target.info else 0.0
@@ -210,13 +302,16 @@ class RequestHandler:
             "model": target.model, "provider": target.provider, "cost_usd": cost, "latency_ms": latency,
             "attempts": len(outcome.attempts), "completed_at_ms": finished, **operation.reply_fields(result),
         }
+        ttft = stream.ttft_ms if stream else None
+        if operation.name == "chat":
+            outcome.reply["ttft_ms"] = ttft
         outcome.usage = self._usage(request, outcome, target.model, target.provider, "ok", None,
-                                    operation.tokens(result), cost, latency)
+                                    operation.tokens(result), cost, latency, ttft)
         return outcome
 
     def _failed(
         self, request: dict[str, Any], outcome: Outcome, error: ClientError, target: Target | None,
-        record_usage: bool = True,
+        record_usage: bool = True, stream: Stream | None = None,
     ) -> Outcome:
         finished = now_ms()
         outcome.reply_event = "RequestFailed"
@@ -229,14 +324,18 @@ class RequestHandler:
             last = outcome.attempts[-1] if outcome.attempts else None
             model = last["model"] if last else (target.model if target else request["model"])
             provider = last["provider"] if last else (target.provider if target else "")
-            outcome.usage = self._usage(request, outcome, model, provider, "error", error.code, Tokens(), 0.0,
-                                        float(finished - request["received_at_ms"]))
+            # A stream cut short still used what it generated: one token per chunk sent, at list price.
+            made = Tokens(completion=stream.seq) if stream and stream.started else Tokens()
+            info = target.info if target else None
+            cost = cost_usd(info, 0, made.completion) if info else 0.0
+            outcome.usage = self._usage(request, outcome, model, provider, "error", error.code, made, cost,
+                                        float(finished - request["received_at_ms"]), stream.ttft_ms if stream else None)
         return outcome
 
     @staticmethod
     def _usage(
         request: dict[str, Any], outcome: Outcome, model: str, provider: str, status: str, code: str | None,
-        tokens: Tokens, cost: float, latency: float,
+        tokens: Tokens, cost: float, latency: float, ttft_ms: float | None = None,
     ) -> dict[str, Any]:
         return {
             "event_id": request["request_id"], "request_id": request["request_id"],
@@ -244,5 +343,5 @@ class RequestHandler:
             "status": status, "error_code": code, "prompt_tokens": tokens.prompt,
             "completion_tokens": tokens.completion, "total_tokens": tokens.prompt + tokens.completion,
             "cost_usd": cost, "latency_ms": latency, "attempts": len(outcome.attempts), "recorded_at_ms": now_ms(),
-            "cached_tokens": tokens.cached, "reasoning_tokens": tokens.reasoning,
+            "cached_tokens": tokens.cached, "reasoning_tokens": tokens.reasoning, "ttft_ms": ttft_ms,
         }

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections import OrderedDict
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -46,6 +47,8 @@ class RouterWorker:
         self._instance_id = instance_id
         self._slots = asyncio.Semaphore(settings.config.router.max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._cancelled: OrderedDict[str, None] = OrderedDict()  # cancels that came before their request
         self._stopping = asyncio.Event()
         self._upstreams = Upstreams(settings.config.providers)
         routes = RouteTable(settings.config, load_catalog(settings.config.catalog))
@@ -109,15 +112,33 @@ class RouterWorker:
             except (codec.UnknownEvent, ValueError, EOFError) as exc:
                 log.error("skipping undecodable record %s@%d: %s", tp, record.offset, exc)
                 return
+            if event == "RequestCancelled":
+                self._cancel(request["request_id"])
+                return
             if event not in OPERATIONS:
                 log.error("skipping %s at %s@%d: not a request", event, tp, record.offset)
                 return
             traceparent = codec.header(record.headers, codec.TRACEPARENT_HEADER)
-            if request["deadline_ms"] <= now_ms():
+            chunks: list[asyncio.Future[Any]] = []
+
+            async def send_chunk(chunk: dict[str, Any]) -> None:
+                chunks.append(await self._send_reply(request, "ResponseChunk", chunk, traceparent))
+
+            request_id = request["request_id"]
+            cancelled_before = request_id in self._cancelled
+            if request["deadline_ms"] <= now_ms() or cancelled_before:
+                self._cancelled.pop(request_id, None)
                 outcome = self._handler.expired(request)
             else:
-                outcome = await self._handler.handle(event, request)
-            await self._emit(request, outcome, traceparent)
+                self._running[request_id] = asyncio.current_task()  # type: ignore[assignment]
+                try:
+                    outcome = await self._handler.handle(event, request, send_chunk)
+                except asyncio.CancelledError:  # cancelled between provider calls: nothing more to record
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                    outcome = self._handler.expired(request)
+                finally:
+                    self._running.pop(request_id, None)
+            await self._emit(request, outcome, traceparent, chunks)
             self.offsets.done(tp, record.offset)
         except KafkaError:
             log.exception("could not emit the effects of %s@%d; it will be redelivered", tp, record.offset)
@@ -127,14 +148,29 @@ class RouterWorker:
         finally:
             self._slots.release()
 
-    async def _emit(self, request: dict[str, Any], outcome: Outcome, traceparent: str | None) -> None:
-        topics = self.settings.topics
+    def _cancel(self, request_id: str) -> None:
+        task = self._running.get(request_id)
+        if task is not None:
+            task.cancel()
+            return
+        self._cancelled[request_id] = None
+        if len(self._cancelled) > 10_000:
+            self._cancelled.popitem(last=False)
+
+    async def _send_reply(self, request: dict[str, Any], event: str, record: dict[str, Any],
+                          traceparent: str | None) -> asyncio.Future[Any]:
+        """Enqueue a record for the request's reply destination; returns its delivery future."""
         partition = request["reply_partition"] if request["reply_partition"] >= 0 else None
+        return await self._producer.send(
+            request["reply_topic"], codec.encode(event, record), key=request["request_id"].encode(),
+            partition=partition, headers=codec.headers(event, traceparent),
+        )
+
+    async def _emit(self, request: dict[str, Any], outcome: Outcome, traceparent: str | None,
+                    chunks: list[asyncio.Future[Any]]) -> None:
+        topics = self.settings.topics
         key = request["request_id"].encode()
-        deliveries = [await self._producer.send(
-            request["reply_topic"], codec.encode(outcome.reply_event, outcome.reply), key=key,
-            partition=partition, headers=codec.headers(outcome.reply_event, traceparent),
-        )]
+        deliveries = [*chunks, await self._send_reply(request, outcome.reply_event, outcome.reply, traceparent)]
         # Attempts and usage are not on the caller's path: their producer batches them (linger 5 ms).
         for attempt in outcome.attempts:
             deliveries.append(await self._audit.send(

@@ -8,8 +8,12 @@ is the gateway's throughput limit.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
+import orjson
+from botocore.eventstream import EventStreamBuffer
 from yarl import URL
 
 from infra.config import Provider
@@ -52,5 +56,60 @@ class Upstreams:
         except aiohttp.ClientError as exc:
             return ProviderError("connection", f"{type(exc).__name__}: {exc}")
 
+    async def open_stream(self, provider: str, call: HttpCall, timeout_s: float
+                          ) -> aiohttp.ClientResponse | ProviderError:
+        """Send a streaming call and return the open response (the caller reads and releases it)."""
+        timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 5.0))
+        try:
+            return await self._sessions[provider].request(
+                call.method, URL(call.url, encoded=True), data=call.body, headers=call.headers, timeout=timeout,
+            )
+        except TimeoutError:
+            return ProviderError("timeout", f"no answer within {timeout_s:.1f}s")
+        except aiohttp.ClientError as exc:
+            return ProviderError("connection", f"{type(exc).__name__}: {exc}")
+
     async def aclose(self) -> None:
         await asyncio.gather(*(session.close() for session in self._sessions.values()))
+
+
+StreamEvent = tuple[str | None, dict[str, Any]]
+
+
+async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[StreamEvent]:
+    """Server-Sent Events as (event name, JSON data), until `[DONE]` or the end of the body."""
+    name: str | None = None
+    data: list[bytes] = []
+    async for raw in response.content:
+        line = raw.rstrip(b"\r\n")
+        if line:
+            if line.startswith(b"data:"):
+                data.append(line[5:].lstrip())
+            elif line.startswith(b"event:"):
+                name = line[6:].strip().decode()
+            continue
+        if data:
+            payload = b"\n".join(data)
+            if payload == b"[DONE]":
+                return
+            yield name, orjson.loads(payload)
+        name, data = None, []
+    if data and data != [b"[DONE]"]:
+        yield name, orjson.loads(b"\n".join(data))
+
+
+async def aws_eventstream_events(response: aiohttp.ClientResponse) -> AsyncIterator[StreamEvent]:
+    """AWS event-stream binary framing, decoded by botocore; exceptions come as `exception:<type>`."""
+    buffer = EventStreamBuffer()
+    async for chunk in response.content.iter_any():
+        buffer.add_data(chunk)
+        for message in buffer:
+            headers = message.headers
+            if headers.get(":message-type") == "exception":
+                name = f"exception:{headers.get(':exception-type', 'unknown')}"
+            else:
+                name = headers.get(":event-type")
+            yield name, orjson.loads(message.payload or b"{}")
+
+
+STREAM_READERS = {"sse": sse_events, "aws-eventstream": aws_eventstream_events}
