@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -12,11 +13,11 @@ from typing import Any
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from infra import secrets
 from infra.config import Settings
-from ingress import answers, bodies
+from ingress import answers, bodies, streams
 from ingress.auth import Caller, authenticate
 from ingress.bridge import KafkaBridge
 from ingress.errors import GatewayError, install, invalid_request
@@ -128,8 +129,9 @@ def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
                                       "unknown_provider")
         return [{"provider": p, "ciphertext": byok.encrypt(key.encode()).decode()} for p, key in given.items()]
 
-    async def submit(request: Request, caller: Caller, body: bodies.Body, event_name: str,
-                     capability: str) -> dict[str, Any]:
+    def request_event(request: Request, caller: Caller, body: bodies.Body, capability: str
+                      ) -> tuple[dict[str, Any], float]:
+        """The request record to produce, and its timeout in seconds."""
         fields = body.event_fields()
         for model in (fields["model"], *fields["fallback"]):
             if not routes.known(model):
@@ -140,7 +142,7 @@ def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
                                       "model")
         timeout = timeout_s(request)
         received = time.time_ns() // 1_000_000
-        event = {
+        return {
             "request_id": f"gw-{uuid.uuid4().hex}",
             "project": caller.project,
             "key_id": caller.key_id,
@@ -150,25 +152,67 @@ def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
             "reply_partition": bridge.reply_partition,
             "provider_keys": provider_keys(request),
             **fields,
-        }
-        answer = await bridge.submit(event_name, event, _traceparent(request.headers.get("traceparent")), timeout)
+        }, timeout
+
+    def failure(answer: tuple[str, dict[str, Any]] | None, event: dict[str, Any], timeout: float
+                ) -> GatewayError | None:
+        """The client-facing error of an answer that is no answer (deadline passed, RequestFailed)."""
         if answer is None:
-            raise GatewayError(504, "api_error", "deadline_exceeded",
-                               f"no answer within the request's deadline of {timeout:.3f}s",
-                               headers={"x-request-id": event["request_id"]})
+            return GatewayError(504, "api_error", "deadline_exceeded",
+                                f"no answer within the request's deadline of {timeout:.3f}s",
+                                headers={"x-request-id": event["request_id"]})
         name, reply = answer
         if name == "RequestFailed":
-            raise GatewayError(reply["status"], reply["error_type"], reply["code"], reply["message"],
-                               headers={"x-request-id": reply["request_id"]})
-        return reply
+            return GatewayError(reply["status"], reply["error_type"], reply["code"], reply["message"],
+                                headers={"x-request-id": reply["request_id"]})
+        return None
+
+    async def stream(request: Request, event: dict[str, Any], wait_s: float, renderer: streams.Renderer
+                     ) -> Response:
+        """Produce, wait for the first chunk (an error before it is a plain JSON error), then stream SSE."""
+        queue = await bridge.open_stream("RequestReceived", event, _traceparent(request.headers.get("traceparent")))
+        finished = [False]
+        try:
+            try:
+                first: tuple[str, dict[str, Any]] | None = await asyncio.wait_for(queue.get(), wait_s)
+            except TimeoutError:
+                first = None
+            if (error := failure(first, event, wait_s)) is not None:
+                finished[0] = first is not None
+                raise error
+        except BaseException:
+            bridge.close_stream(event, finished[0])
+            raise
+        assert first is not None
+        deadline = asyncio.get_running_loop().time() + wait_s
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for line in streams.events(first, queue, deadline, renderer, finished):
+                    yield line
+            finally:
+                bridge.close_stream(event, finished[0])
+
+        return StreamingResponse(body(), media_type="text/event-stream", headers={
+            "x-request-id": event["request_id"], "cache-control": "no-cache"})
 
     def endpoint(body_type: type[bodies.Body], event_name: str, capability: str,
                  render: Callable[[dict[str, Any], Any], dict[str, Any]]) -> Handler:
         async def handler(request: Request) -> Response:
             caller = authenticate(request.headers.get("authorization"), keys)
             body = bodies.parse(body_type, await read_body(request))
-            reply = await submit(request, caller, body, event_name, capability)
-            return _json(render(reply, body), answers.gateway_headers(reply))
+            event, timeout = request_event(request, caller, body, capability)
+            if isinstance(body, bodies.NativeChat | bodies.OpenAIChat) and body.stream:
+                renderer: streams.Renderer = streams.NativeRenderer(event["request_id"]) \
+                    if isinstance(body, bodies.NativeChat) else \
+                    streams.OpenAIRenderer(event["request_id"], int(time.time()), body.include_usage())
+                return await stream(request, event, timeout, renderer)
+            answer = await bridge.submit(event_name, event, _traceparent(request.headers.get("traceparent")),
+                                         timeout)
+            if (error := failure(answer, event, timeout)) is not None:
+                raise error
+            assert answer is not None
+            return _json(render(answer[1], body), answers.gateway_headers(answer[1]))
         return handler
 
     @app.get("/v1/models")

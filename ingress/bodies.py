@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ingress.errors import GatewayError, invalid_request
 
@@ -132,13 +132,6 @@ class _ChatBody(_Body):
     response_format: ResponseFormat | None = None
     stream: bool = False
 
-    @field_validator("stream")
-    @classmethod
-    def _no_stream_yet(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("streaming is not supported yet; send stream=false")
-        return value
-
     def fallback_models(self) -> list[str]:
         return []
 
@@ -162,7 +155,12 @@ class _ChatBody(_Body):
             "parallel_tool_calls": self.parallel_tool_calls,
             "response_format_json": self.response_format.model_dump_json(by_alias=True, exclude_none=True)
             if self.response_format else None,
+            "stream": self.stream,
+            "include_usage": self.include_usage(),
         }
+
+    def include_usage(self) -> bool:
+        return True
 
 
 class NativeChat(_ChatBody):
@@ -174,11 +172,19 @@ class NativeChat(_ChatBody):
         return self.fallback
 
 
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
 class OpenAIChat(_ChatBody):
     """`POST /v1/chat/completions`: OpenAI's Chat Completions body."""
 
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     n: Literal[1] = 1
+    stream_options: StreamOptions | None = None
+
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
 
     def event_fields(self) -> dict[str, Any]:
         fields = super().event_fields()

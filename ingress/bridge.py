@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -17,6 +18,7 @@ from schemas import codec
 log = logging.getLogger("gateway.ingress")
 
 Reply = tuple[str, dict[str, Any]]
+Waiter = asyncio.Future[Reply] | asyncio.Queue[Reply]
 
 
 class KafkaBridge:
@@ -26,7 +28,8 @@ class KafkaBridge:
         self.reply_partition = reply_partition
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
-        self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._pending: dict[str, Waiter] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._reader: asyncio.Task[None] | None = None
         self.unknown_replies = 0
         self.ready = False
@@ -78,6 +81,37 @@ class KafkaBridge:
         finally:
             self._pending.pop(request_id, None)
 
+    async def open_stream(self, event: str, request: dict[str, Any], traceparent: str | None) -> asyncio.Queue[Reply]:
+        """Produce a streaming request (awaited) and return the queue its chunks and its end arrive on;
+        `close_stream` must follow."""
+        assert self._producer is not None, "open_stream() before start()"
+        queue: asyncio.Queue[Reply] = asyncio.Queue()
+        self._pending[request["request_id"]] = queue
+        try:
+            await self._producer.send_and_wait(
+                self.settings.topics.requests, codec.encode(event, request),
+                key=request["project"].encode(), headers=codec.headers(event, traceparent),
+            )
+        except BaseException:
+            self._pending.pop(request["request_id"], None)
+            raise
+        return queue
+
+    def close_stream(self, request: dict[str, Any], finished: bool) -> None:
+        """Forget a stream; when the caller left before its end, tell the router to stop (RequestCancelled)."""
+        self._pending.pop(request["request_id"], None)
+        if not finished:
+            task = asyncio.get_running_loop().create_task(self._cancel(request))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _cancel(self, request: dict[str, Any]) -> None:
+        assert self._producer is not None
+        record = {"request_id": request["request_id"], "project": request["project"],
+                  "cancelled_at_ms": time.time_ns() // 1_000_000}
+        await self._producer.send(self.settings.topics.requests, codec.encode("RequestCancelled", record),
+                                  key=request["project"].encode(), headers=codec.headers("RequestCancelled"))
+
     async def _read_replies(self) -> None:
         assert self._consumer is not None
         while True:
@@ -93,7 +127,9 @@ class KafkaBridge:
             log.warning("dropping undecodable reply: %s", exc)
             return
         waiter = self._pending.get(reply["request_id"])
-        if waiter is None or waiter.done():
+        if isinstance(waiter, asyncio.Queue):
+            waiter.put_nowait((name, reply))
+        elif waiter is None or waiter.done():
             self.unknown_replies += 1  # a late answer, or a duplicate after a router restart
-            return
-        waiter.set_result((name, reply))
+        else:
+            waiter.set_result((name, reply))

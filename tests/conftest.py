@@ -191,6 +191,8 @@ def write_config(path: Path, openai_base: str, extra_providers: dict[str, Any] |
             "refused": {"provider": "refusing", "upstream_model": "anything"},
             "slow": {"provider": "openai", "upstream_model": "gpt-4o-stall-3"},
             "slowish": {"provider": "openai", "upstream_model": "gpt-4o-stall-1.5"},
+            "cut-stream": {"provider": "openai", "upstream_model": "gpt-4o-cut-after-3"},
+            "long-stream": {"provider": "openai", "upstream_model": "gpt-4o-tokens-300-delay-20ms"},
             **(extra_models or {}),
         },
         "ingress": {"max_body_bytes": 65536, "request_timeout_s": 30},

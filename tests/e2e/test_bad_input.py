@@ -110,12 +110,5 @@ def test_an_invalid_timeout_header_gets_400(gateway: Gateway, value: str) -> Non
     assert_openai_error(response, 400, "invalid_timeout")
 
 
-def test_streaming_is_refused_clearly_until_it_is_supported(gateway: Gateway) -> None:
-    response = httpx.post(gateway.url + "/v1/chat/completions", json={**GOOD, "stream": True},
-                          headers=gateway.headers())
-
-    assert "stream" in assert_openai_error(response, 400, "invalid_value")["message"]
-
-
 def test_unknown_route_gets_an_openai_shaped_404(gateway: Gateway) -> None:
     assert_openai_error(httpx.get(gateway.url + "/v1/nothing-here"), 404, "not_found")

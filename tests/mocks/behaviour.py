@@ -8,6 +8,9 @@ conversation gets the same answer from each provider's wire format.
 - after a tool result, it answers "The tool said: <result>";
 - otherwise "Hello from the mock! You said: <last user text>", plus " I see 1 image(s)." when the
   last user turn carries images.
+
+Streaming: one word per event; `...-tokens-<n>` answers n tokens instead, `...-delay-<ms>ms` waits
+between tokens, `...-cut-after-<n>` breaks the stream after n tokens.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,3 +89,39 @@ def vector(text: str, dimensions: int = 8) -> list[float]:
     """A deterministic unit-free embedding of a text: the same text gets the same vector from every mock."""
     digest = hashlib.sha256(text.encode()).digest()
     return [round(digest[i % len(digest)] / 255, 6) for i in range(dimensions)]
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    tokens: int | None
+    delay_s: float
+    cut_after: int | None
+
+
+def stream_plan(model: str) -> StreamPlan:
+    tokens = re.search(r"-tokens-(\d+)", model)
+    delay = re.search(r"-delay-(\d+)ms", model)
+    cut = re.search(r"-cut-after-(\d+)", model)
+    return StreamPlan(int(tokens.group(1)) if tokens else None, int(delay.group(1)) / 1000 if delay else 0.0,
+                      int(cut.group(1)) if cut else None)
+
+
+def stream_pieces(result: Answer, plan: StreamPlan) -> list[str]:
+    """The text of an answer cut into the pieces a stream sends (one word each, spaces kept)."""
+    if plan.tokens is not None:
+        return [f"tok{i} " for i in range(plan.tokens)]
+    words_ = result.text.split(" ")
+    return [w + (" " if i < len(words_) - 1 else "") for i, w in enumerate(words_)] if result.text else []
+
+
+class StreamCut(Exception):
+    """Raised inside a mock's stream to break the connection mid-answer."""
+
+
+async def paced(pieces: list[str], plan: StreamPlan) -> AsyncIterator[str]:
+    for i, piece in enumerate(pieces):
+        if plan.cut_after is not None and i == plan.cut_after:
+            raise StreamCut(f"cut after {i} tokens")
+        if plan.delay_s:
+            await asyncio.sleep(plan.delay_s)
+        yield piece

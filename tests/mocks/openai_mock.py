@@ -14,15 +14,26 @@ import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.mocks.behaviour import Conversation, answer, failure, maybe_stall, vector, words
+from tests.mocks.behaviour import (
+    Conversation,
+    answer,
+    failure,
+    maybe_stall,
+    paced,
+    stream_pieces,
+    stream_plan,
+    vector,
+    words,
+)
 
 API_KEY = os.environ.get("MOCK_OPENAI_API_KEY", "sk-mock-openai")
 AZURE_KEY = os.environ.get("MOCK_AZURE_API_KEY", "azure-mock-key")
@@ -101,6 +112,8 @@ async def _complete(request: Request, model: str) -> Response:
                           "content_filter_result": {"hate": {"filtered": True, "severity": "high"}}})
     await maybe_stall(model)
     result = answer(_conversation(model, body))
+    if body.get("stream"):
+        return StreamingResponse(_stream(model, body, result), media_type="text/event-stream")
     message: dict[str, Any] = {"role": "assistant", "content": result.text or None, "refusal": None}
     finish = "length" if result.truncated else "stop"
     if result.tool_name:
@@ -124,6 +137,39 @@ async def _complete(request: Request, model: str) -> Response:
     }
     headers = {"x-request-id": f"req_{uuid.uuid4().hex}", "openai-processing-ms": "1", "openai-version": "2020-10-01"}
     return Response(orjson.dumps(payload), headers=headers, media_type="application/json")
+
+
+async def _stream(model: str, body: dict[str, Any], result: Any) -> AsyncIterator[bytes]:
+    """`chat.completion.chunk` events as OpenAI sends them, then the usage chunk and `data: [DONE]`."""
+    base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": model, "system_fingerprint": "fp_mock"}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n"
+
+    plan = stream_plan(model)
+    yield chunk({"role": "assistant", "content": "", "refusal": None})
+    sent = 0
+    async for piece in paced(stream_pieces(result, plan), plan):
+        sent += 1
+        yield chunk({"content": piece})
+    finish = "length" if result.truncated else "stop"
+    if result.tool_name:
+        call_id = f"call_{uuid.uuid4().hex[:24]}"
+        yield chunk({"tool_calls": [{"index": 0, "id": call_id, "type": "function",
+                                     "function": {"name": result.tool_name, "arguments": ""}}]})
+        arguments = orjson.dumps(result.tool_args).decode()
+        for part in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2:]):
+            yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})
+        finish = "tool_calls"
+    yield chunk({}, finish)
+    if (body.get("stream_options") or {}).get("include_usage"):
+        completion = sent or result.completion_tokens
+        usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": completion,
+                 "total_tokens": result.prompt_tokens + completion}
+        yield b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n"
+    yield b"data: [DONE]\n\n"
 
 
 async def chat_completions(request: Request) -> Response:
