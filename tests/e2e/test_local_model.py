@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,3 +58,21 @@ def test_the_openai_sdk_gets_the_local_model_through_the_gateway(local_gateway: 
     assert completion.choices[0].message.content
     assert completion.choices[0].finish_reason in ("stop", "length")
     assert completion.usage is not None and completion.usage.completion_tokens > 0
+
+
+def test_the_local_model_streams_real_tokens_through_kafka(local_gateway: Gateway) -> None:
+    client = openai.OpenAI(base_url=local_gateway.url + "/v1", api_key=GATEWAY_KEY, max_retries=0, timeout=120)
+
+    started = time.monotonic()
+    arrivals, text = [], []
+    for chunk in client.chat.completions.create(model="smollm2-135m", max_tokens=32, stream=True,
+                                                stream_options={"include_usage": True},
+                                                messages=[{"role": "user", "content": "Tell me about the sea."}]):
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic() - started)
+            text.append(chunk.choices[0].delta.content)
+        usage = chunk.usage
+
+    assert len(text) > 5 and "".join(text).strip()
+    assert arrivals[-1] - arrivals[0] > 0.05  # tokens arrive as the model makes them, not all at once
+    assert usage is not None and 0 < usage.completion_tokens <= 32

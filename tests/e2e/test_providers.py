@@ -110,3 +110,28 @@ def test_a_parameter_the_provider_cannot_honour_is_a_400_naming_it(providers_gat
     error = response.json()["error"]
     assert error["code"] == "unsupported_parameter"
     assert "anthropic" in error["message"] and "response_format" in error["message"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_provider_streams_in_openais_chunk_format(providers_gateway: Gateway, model: str) -> None:
+    chunks = list(sdk(providers_gateway).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "stream please"}], stream=True, max_tokens=100,
+        stream_options={"include_usage": True}))
+
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == \
+        "Hello from the mock! You said: stream please"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 8
+    assert chunks[-1].usage.prompt_tokens > 0
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_provider_streams_tool_calls_in_one_shape(providers_gateway: Gateway, model: str) -> None:
+    chunks = list(sdk(providers_gateway).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Weather in Paris?"}], tools=[WEATHER], stream=True,
+        max_tokens=100))
+
+    calls = [call for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or ()]
+    assert calls[0].id and calls[0].function.name == "get_weather"
+    assert "".join(call.function.arguments or "" for call in calls) == '{"city":"Paris"}'
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"

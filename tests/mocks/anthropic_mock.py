@@ -6,15 +6,25 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.mocks.behaviour import Conversation, answer, failure, maybe_stall, words
+from tests.mocks.behaviour import (
+    Conversation,
+    answer,
+    failure,
+    maybe_stall,
+    paced,
+    stream_pieces,
+    stream_plan,
+    words,
+)
 from tests.mocks.openai_mock import serve
 
 API_KEY = os.environ.get("MOCK_ANTHROPIC_API_KEY", "sk-ant-mock")
@@ -79,6 +89,8 @@ async def messages(request: Request) -> Response:
                                401: "invalid x-api-key"}.get(status, "error"))
     await maybe_stall(model)
     result = answer(_conversation(body))
+    if body.get("stream"):
+        return StreamingResponse(_stream(model, result), media_type="text/event-stream")
     content: list[dict[str, Any]] = []
     if result.text:
         content.append({"type": "text", "text": result.text})
@@ -94,6 +106,41 @@ async def messages(request: Request) -> Response:
     }
     return Response(orjson.dumps(payload), headers={"request-id": f"req_{uuid.uuid4().hex[:24]}"},
                     media_type="application/json")
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    return f"event: {data['type']}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+async def _stream(model: str, result: Any) -> AsyncIterator[bytes]:
+    """The Messages streaming events, in Anthropic's order, with a ping."""
+    plan = stream_plan(model)
+    yield _event({"type": "message_start", "message": {
+        "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant", "content": [], "model": model,
+        "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": result.prompt_tokens, "output_tokens": 1}}})
+    index, sent = 0, 0
+    pieces = stream_pieces(result, plan)
+    if pieces:
+        yield _event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        yield _event({"type": "ping"})
+        async for piece in paced(pieces, plan):
+            sent += 1
+            yield _event({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})
+        yield _event({"type": "content_block_stop", "index": 0})
+        index = 1
+    if result.tool_name:
+        yield _event({"type": "content_block_start", "index": index, "content_block": {
+            "type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": result.tool_name, "input": {}}})
+        arguments = orjson.dumps(result.tool_args).decode()
+        for part in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2:]):
+            yield _event({"type": "content_block_delta", "index": index,
+                          "delta": {"type": "input_json_delta", "partial_json": part}})
+        yield _event({"type": "content_block_stop", "index": index})
+    stop = "tool_use" if result.tool_name else ("max_tokens" if result.truncated else "end_turn")
+    yield _event({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                  "usage": {"output_tokens": sent or result.completion_tokens}})
+    yield _event({"type": "message_stop"})
 
 
 app = Starlette(routes=[Route("/v1/messages", messages, methods=["POST"])])

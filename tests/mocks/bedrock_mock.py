@@ -6,7 +6,10 @@ stopReason, usage) and errors as `{"message"}` with the exception name in `x-amz
 from __future__ import annotations
 
 import os
+import struct
 import uuid
+import zlib
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -16,10 +19,21 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.mocks.behaviour import Conversation, answer, failure, maybe_stall, vector, words
+from tests.mocks.behaviour import (
+    Conversation,
+    StreamCut,
+    answer,
+    failure,
+    maybe_stall,
+    paced,
+    stream_pieces,
+    stream_plan,
+    vector,
+    words,
+)
 from tests.mocks.openai_mock import serve
 
 ACCESS_KEY_ID = os.environ.get("MOCK_AWS_ACCESS_KEY_ID", "AKIAMOCKBEDROCK00001")
@@ -76,7 +90,54 @@ def _conversation(model: str, body: dict[str, Any]) -> Conversation:
     return conversation
 
 
-async def converse(request: Request) -> Response:
+def frame(event_type: str, payload: dict[str, Any], message_type: str = "event") -> bytes:
+    """One message of the AWS event-stream encoding: prelude (lengths + CRC), string headers, payload, CRC."""
+    kind = ":exception-type" if message_type == "exception" else ":event-type"
+    headers = b""
+    for name, value in ((kind, event_type), (":content-type", "application/json"), (":message-type", message_type)):
+        headers += bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(value)) + value.encode()
+    body = orjson.dumps(payload)
+    prelude = struct.pack(">II", 16 + len(headers) + len(body), len(headers))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + headers + body
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+async def _stream(model: str, result: Any) -> AsyncIterator[bytes]:
+    """ConverseStream events in the event-stream framing; a cut sends a modelStreamErrorException."""
+    plan = stream_plan(model)
+    yield frame("messageStart", {"role": "assistant"})
+    sent, index = 0, 0
+    pieces = stream_pieces(result, plan)
+    try:
+        async for piece in paced(pieces, plan):
+            sent += 1
+            yield frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}})
+    except StreamCut:
+        yield frame("modelStreamErrorException", {"message": "The model stream was cut", "originalStatusCode": 500},
+                    "exception")
+        return
+    if pieces:
+        yield frame("contentBlockStop", {"contentBlockIndex": 0})
+        index = 1
+    if result.tool_name:
+        yield frame("contentBlockStart", {"contentBlockIndex": index, "start": {"toolUse": {
+            "toolUseId": f"tooluse_{uuid.uuid4().hex[:22]}", "name": result.tool_name}}})
+        arguments = orjson.dumps(result.tool_args).decode()
+        for part in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2:]):
+            yield frame("contentBlockDelta", {"contentBlockIndex": index, "delta": {"toolUse": {"input": part}}})
+        yield frame("contentBlockStop", {"contentBlockIndex": index})
+    stop = "tool_use" if result.tool_name else ("max_tokens" if result.truncated else "end_turn")
+    yield frame("messageStop", {"stopReason": stop})
+    completion = sent or result.completion_tokens
+    yield frame("metadata", {"usage": {"inputTokens": result.prompt_tokens, "outputTokens": completion,
+                                       "totalTokens": result.prompt_tokens + completion}, "metrics": {"latencyMs": 1}})
+
+
+async def converse_stream(request: Request) -> Response:
+    return await converse(request, stream=True)
+
+
+async def converse(request: Request, stream: bool = False) -> Response:
     body_bytes = await request.body()
     problem = _signature_problem(request, body_bytes)
     if problem:
@@ -97,6 +158,9 @@ async def converse(request: Request) -> Response:
         return _error(status, name, f"{name} from the mock")
     await maybe_stall(model)
     result = answer(_conversation(model, body))
+    if stream:
+        return StreamingResponse(_stream(model, result), media_type="application/vnd.amazon.eventstream",
+                                 headers={"x-amzn-RequestId": str(uuid.uuid4())})
     content: list[dict[str, Any]] = []
     if result.text:
         content.append({"text": result.text})
@@ -132,6 +196,7 @@ async def invoke(request: Request) -> Response:
 
 app = Starlette(routes=[
     Route("/model/{model_id:path}/converse", converse, methods=["POST"]),
+    Route("/model/{model_id:path}/converse-stream", converse_stream, methods=["POST"]),
     Route("/model/{model_id:path}/invoke", invoke, methods=["POST"]),
 ])
 

@@ -8,15 +8,25 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.mocks.behaviour import Conversation, answer, failure, maybe_stall, words
+from tests.mocks.behaviour import (
+    Conversation,
+    answer,
+    failure,
+    maybe_stall,
+    paced,
+    stream_pieces,
+    stream_plan,
+    words,
+)
 from tests.mocks.openai_mock import serve
 
 API_KEY = os.environ.get("MOCK_GEMINI_API_KEY", "gemini-mock-key")
@@ -75,7 +85,7 @@ async def generate_content(request: Request) -> Response:
     if (request.headers.get("x-goog-api-key") or request.query_params.get("key")) != API_KEY:
         return _error(400, "API key not valid. Please pass a valid API key.", "API_KEY_INVALID")
     model, _, method = request.path_params["model_method"].partition(":")
-    if method != "generateContent":
+    if method not in ("generateContent", "streamGenerateContent"):
         return _error(404, f"Method {method} is not found for this mock.")
     try:
         body = _camel(orjson.loads(await request.body()))
@@ -91,6 +101,10 @@ async def generate_content(request: Request) -> Response:
                                400: "Invalid value at 'generation_config.temperature'"}.get(status, "error"))
     await maybe_stall(model)
     result = answer(_conversation(model, body))
+    if method == "streamGenerateContent":
+        if request.query_params.get("alt") != "sse":
+            return _error(400, "This mock streams with alt=sse only.")
+        return StreamingResponse(_stream(model, result), media_type="text/event-stream")
     parts: list[dict[str, Any]] = []
     if result.text:
         parts.append({"text": result.text})
@@ -105,6 +119,28 @@ async def generate_content(request: Request) -> Response:
         "responseId": uuid.uuid4().hex[:22],
     }
     return Response(orjson.dumps(payload), media_type="application/json")
+
+
+async def _stream(model: str, result: Any) -> AsyncIterator[bytes]:
+    """`alt=sse`: each event a GenerateContentResponse with the next parts; the last has the finish and usage."""
+    plan = stream_plan(model)
+    response_id = uuid.uuid4().hex[:22]
+
+    def event(parts: list[dict[str, Any]], last: bool = False, sent: int = 0) -> bytes:
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+        payload: dict[str, Any] = {"candidates": [candidate], "modelVersion": f"{model}-002", "responseId": response_id}
+        if last:
+            candidate["finishReason"] = "MAX_TOKENS" if result.truncated else "STOP"
+            payload["usageMetadata"] = {"promptTokenCount": result.prompt_tokens, "candidatesTokenCount": sent,
+                                        "totalTokenCount": result.prompt_tokens + sent}
+        return b"data: " + orjson.dumps(payload) + b"\r\n\r\n"
+
+    sent = 0
+    async for piece in paced(stream_pieces(result, plan), plan):
+        sent += 1
+        yield event([{"text": piece}])
+    calls = [{"functionCall": {"name": result.tool_name, "args": result.tool_args}}] if result.tool_name else []
+    yield event(calls, last=True, sent=sent or result.completion_tokens)
 
 
 app = Starlette(routes=[Route("/v1beta/models/{model_method}", generate_content, methods=["POST"])])

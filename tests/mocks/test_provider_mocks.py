@@ -106,3 +106,32 @@ def test_boto3_bedrock_converse_is_signed_and_answered(bedrock_mock: str) -> Non
     with pytest.raises(botocore.exceptions.ClientError) as unsigned:
         client("the-wrong-secret").converse(modelId="m", messages=[{"role": "user", "content": [{"text": "x"}]}])
     assert unsigned.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_every_mock_streams_as_its_sdk_expects(openai_mock: str, anthropic_mock: str, gemini_mock: str,
+                                               bedrock_mock: str) -> None:
+    expected = "Hello from the mock! You said: stream"
+
+    oai = openai.OpenAI(base_url=openai_mock, api_key=MOCK_KEYS["MOCK_OPENAI_API_KEY"], max_retries=0)
+    chunks = oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "stream"}],
+                                         stream=True, stream_options={"include_usage": True})
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected
+
+    claude = anthropic.Anthropic(base_url=anthropic_mock, api_key=MOCK_KEYS["MOCK_ANTHROPIC_API_KEY"], max_retries=0)
+    with claude.messages.stream(model="claude-3-5-haiku-20241022", max_tokens=50,
+                                messages=[{"role": "user", "content": "stream"}]) as stream:
+        assert "".join(stream.text_stream) == expected
+        assert stream.get_final_message().stop_reason == "end_turn"
+
+    gem = genai.Client(api_key=MOCK_KEYS["MOCK_GEMINI_API_KEY"],
+                       http_options=types.HttpOptions(base_url=gemini_mock, api_version="v1beta"))
+    assert "".join(r.text or "" for r in gem.models.generate_content_stream(model="gemini-1.5-pro",
+                                                                            contents="stream")) == expected
+
+    bedrock = boto3.client("bedrock-runtime", endpoint_url=bedrock_mock, region_name="us-east-1",
+                           aws_access_key_id=MOCK_KEYS["MOCK_AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=MOCK_KEYS["MOCK_AWS_SECRET_ACCESS_KEY"])
+    events = list(bedrock.converse_stream(modelId="anthropic.claude-3-5-sonnet-20240620-v1:0",
+                                          messages=[{"role": "user", "content": [{"text": "stream"}]}])["stream"])
+    assert "".join(e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e) == expected
+    assert events[-1]["metadata"]["usage"]["outputTokens"] == 7
