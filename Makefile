@@ -23,6 +23,7 @@ test: $(STAMP)  ## lint, then every test against a real Kafka broker
 bench: $(STAMP)  ## added latency and throughput versus the mock upstream called directly
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.overhead
+	$(BIN)/python -m bench.streaming
 
 stop:  ## stop the local Kafka broker
 	$(BIN)/gateway kafka stop

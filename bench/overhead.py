@@ -10,41 +10,17 @@ directly and through the gateway, alternating, and prints one table. Needs `wrk`
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import tempfile
-import time
 import uuid
 from pathlib import Path
-from typing import IO
 
-import httpx
-import yaml
-
-from infra import kafka_broker, kafka_clients
-from schemas.topics import TopicNames
+from bench.stack import KEY, MOCK_KEY, running_stack
 
 HERE = Path(__file__).resolve().parent
-KEY = "sk-bench-gateway"
-MOCK_KEY = "sk-mock-openai"
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 32}
-
-
-def _wait_http(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"bench: {url} not ready")
 
 
 def _wrk(url: str, headers: dict[str, str], connections: int, duration: int, workdir: Path) -> dict[str, float]:
@@ -64,18 +40,6 @@ def _wrk(url: str, headers: dict[str, str], connections: int, duration: int, wor
     }
 
 
-def _start(args: argparse.Namespace, env: dict[str, str], logs: IO[bytes]) -> list[subprocess.Popen[bytes]]:
-    """The mock upstream, one router and one ingress."""
-    python = sys.executable
-    return [
-        subprocess.Popen([python, "-m", "tests.mocks.openai_mock", "--port", str(args.mock_port)],
-                         env=env, stdout=logs, stderr=logs),
-        subprocess.Popen([python, "-m", "infra.cli", "router"], env=env, stdout=logs, stderr=logs),
-        subprocess.Popen([python, "-m", "infra.cli", "ingress", "--port", str(args.port)],
-                         env=env, stdout=logs, stderr=logs),
-    ]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default="1,16,64")
@@ -87,39 +51,19 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("bench: wrk is needed (apt-get install wrk)")
 
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or kafka_broker.start()
-    prefix = f"bench-{uuid.uuid4().hex[:6]}."
-    asyncio.run(kafka_clients.ensure_topics(bootstrap, TopicNames.for_prefix(prefix)))
-    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    mock_url = f"http://127.0.0.1:{args.mock_port}/v1"
-    config = workdir / "gateway.yaml"
-    config.write_text(yaml.safe_dump({
-        "keys": [{"key": KEY, "project": "bench"}],
-        "providers": {"openai": {"kind": "openai", "base_url": mock_url, "api_key_env": "BENCH_OPENAI_KEY"}},
-    }))
-    env = {**os.environ, "GATEWAY_CONFIG": str(config), "GATEWAY_TOPIC_PREFIX": prefix,
-           "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BENCH_OPENAI_KEY": MOCK_KEY, "MOCK_OPENAI_API_KEY": MOCK_KEY}
-    with open(workdir / "processes.log", "ab") as logs:
-        processes = _start(args, env, logs)
     rows = []
-    try:
-        gateway = f"http://127.0.0.1:{args.port}"
-        _wait_http(gateway + "/ready")
+    with running_stack(args.port, args.mock_port) as stack:
         targets = {
-            "direct": (mock_url + "/chat/completions", {"Authorization": f"Bearer {MOCK_KEY}"}),
-            "gateway": (gateway + "/v1/chat/completions", {"Authorization": f"Bearer {KEY}"}),
+            "direct": (stack.mock + "/chat/completions", {"Authorization": f"Bearer {MOCK_KEY}"}),
+            "gateway": (stack.gateway + "/v1/chat/completions", {"Authorization": f"Bearer {KEY}"}),
         }
         for url, headers in targets.values():  # warm-up: connections and lazy imports
-            _wrk(url, headers, 16, 3, workdir)
+            _wrk(url, headers, 16, 3, stack.workdir)
         for level in [int(n) for n in args.levels.split(",")]:
             for rep in range(args.reps):
-                runs = {name: _wrk(url, headers, level, args.duration, workdir)
+                runs = {name: _wrk(url, headers, level, args.duration, stack.workdir)
                         for name, (url, headers) in targets.items()}
                 rows.append((level, rep + 1, runs["direct"], runs["gateway"]))
-    finally:
-        for process in reversed(processes):
-            process.send_signal(signal.SIGTERM)
-            process.wait(30)
 
     print(f"\nGateway overhead, Kafka in the path ({os.cpu_count()} cores; wrk -t1; {args.duration}s per run)\n")
     print("| conns | rep | direct rps | direct p50 | direct p99 | gateway rps | gateway p50 | gateway p99 "

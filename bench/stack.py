@@ -1,0 +1,79 @@
+"""The stack a benchmark measures: the OpenAI mock, one router and one ingress on fresh topics of the
+local broker (or KAFKA_BOOTSTRAP_SERVERS), stopped on exit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+from infra import kafka_broker, kafka_clients
+from schemas.topics import TopicNames
+
+KEY = "sk-bench-gateway"
+MOCK_KEY = "sk-mock-openai"
+
+
+@dataclass(frozen=True)
+class Stack:
+    gateway: str  # base URL of the ingress
+    mock: str  # base URL of the mock, ending in /v1
+    workdir: Path
+
+
+def _wait_http(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"bench: {url} not ready")
+
+
+@contextmanager
+def running_stack(port: int, mock_port: int, models: dict[str, dict[str, str]] | None = None) -> Iterator[Stack]:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or kafka_broker.start()
+    prefix = f"bench-{uuid.uuid4().hex[:6]}."
+    asyncio.run(kafka_clients.ensure_topics(bootstrap, TopicNames.for_prefix(prefix)))
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    mock = f"http://127.0.0.1:{mock_port}/v1"
+    config = workdir / "gateway.yaml"
+    config.write_text(yaml.safe_dump({
+        "keys": [{"key": KEY, "project": "bench"}],
+        "providers": {"openai": {"kind": "openai", "base_url": mock, "api_key_env": "BENCH_OPENAI_KEY"}},
+        "models": models or {},
+    }))
+    env = {**os.environ, "GATEWAY_CONFIG": str(config), "GATEWAY_TOPIC_PREFIX": prefix,
+           "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BENCH_OPENAI_KEY": MOCK_KEY, "MOCK_OPENAI_API_KEY": MOCK_KEY}
+    python = sys.executable
+    with open(workdir / "processes.log", "ab") as logs:
+        processes = [
+            subprocess.Popen([python, "-m", "tests.mocks.openai_mock", "--port", str(mock_port)],
+                             env=env, stdout=logs, stderr=logs),
+            subprocess.Popen([python, "-m", "infra.cli", "router"], env=env, stdout=logs, stderr=logs),
+            subprocess.Popen([python, "-m", "infra.cli", "ingress", "--port", str(port)],
+                             env=env, stdout=logs, stderr=logs),
+        ]
+    try:
+        gateway = f"http://127.0.0.1:{port}"
+        _wait_http(gateway + "/ready")
+        yield Stack(gateway, mock, workdir)
+    finally:
+        for process in reversed(processes):
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
