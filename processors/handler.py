@@ -80,6 +80,21 @@ OPERATIONS = {
 }
 
 
+def merge_tool_fragments(fragments: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """Consecutive fragments of one tool call (same index) as one: first id and name, arguments joined."""
+    merged: list[dict[str, Any]] = []
+    for fragment in fragments:
+        if merged and merged[-1]["index"] == fragment["index"]:
+            last = merged[-1]
+            last["id"] = last["id"] or fragment.get("id")
+            last["name"] = last["name"] or fragment.get("name")
+            last["arguments"] = (last["arguments"] or "") + (fragment.get("arguments") or "")
+        else:
+            merged.append({"index": fragment["index"], "id": fragment.get("id"), "name": fragment.get("name"),
+                           "arguments": fragment.get("arguments")})
+    return tuple(merged)
+
+
 @dataclass
 class Stream:
     """One streamed answer on its way out: chunks numbered in order, the text and tool calls they add up
@@ -254,9 +269,12 @@ class RequestHandler:
             if response.status != 200:
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 return adapter.parse_error(response.status, await response.read(), headers)  # type: ignore[no-any-return]
-            async for name, data in STREAM_READERS[adapter.STREAM_FORMAT](response):
-                for delta in adapter.parse_stream_event(name, data, state):
-                    await stream.emit(target, delta.content, delta.tool_calls)
+            async for batch in STREAM_READERS[adapter.STREAM_FORMAT](response):
+                # What one network read brought leaves as one chunk: a burst of tokens is one event, not many.
+                deltas = [d for name, data in batch for d in adapter.parse_stream_event(name, data, state)]
+                if deltas:
+                    await stream.emit(target, "".join(d.content for d in deltas),
+                                      merge_tool_fragments([c for d in deltas for c in d.tool_calls]))
             result = stream.result(state)
             await stream.emit(target, "", (), result.finish_reason)
             return result

@@ -76,40 +76,49 @@ class Upstreams:
 StreamEvent = tuple[str | None, dict[str, Any]]
 
 
-async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[StreamEvent]:
-    """Server-Sent Events as (event name, JSON data), until `[DONE]` or the end of the body."""
-    name: str | None = None
-    data: list[bytes] = []
-    async for raw in response.content:
-        line = raw.rstrip(b"\r\n")
-        if line:
-            if line.startswith(b"data:"):
-                data.append(line[5:].lstrip())
-            elif line.startswith(b"event:"):
-                name = line[6:].strip().decode()
-            continue
-        if data:
-            payload = b"\n".join(data)
+async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[list[StreamEvent]]:
+    """Server-Sent Events as (event name, JSON data), in batches: every event that one network read
+    completed comes in one batch, so a burst of tokens can leave as one chunk. Ends at `[DONE]`."""
+    pending = b""
+    async for data in response.content.iter_any():
+        pending += data
+        *blocks, pending = pending.replace(b"\r\n", b"\n").split(b"\n\n")
+        batch: list[StreamEvent] = []
+        for block in blocks:
+            name, lines = None, []
+            for line in block.split(b"\n"):
+                if line.startswith(b"data:"):
+                    lines.append(line[5:].lstrip())
+                elif line.startswith(b"event:"):
+                    name = line[6:].strip().decode()
+            if not lines:
+                continue
+            payload = b"\n".join(lines)
             if payload == b"[DONE]":
+                if batch:
+                    yield batch
                 return
-            yield name, orjson.loads(payload)
-        name, data = None, []
-    if data and data != [b"[DONE]"]:
-        yield name, orjson.loads(b"\n".join(data))
+            batch.append((name, orjson.loads(payload)))
+        if batch:
+            yield batch
 
 
-async def aws_eventstream_events(response: aiohttp.ClientResponse) -> AsyncIterator[StreamEvent]:
-    """AWS event-stream binary framing, decoded by botocore; exceptions come as `exception:<type>`."""
+async def aws_eventstream_events(response: aiohttp.ClientResponse) -> AsyncIterator[list[StreamEvent]]:
+    """AWS event-stream binary framing, decoded by botocore, batched per network read; exceptions come as
+    `exception:<type>`."""
     buffer = EventStreamBuffer()
     async for chunk in response.content.iter_any():
         buffer.add_data(chunk)
+        batch: list[StreamEvent] = []
         for message in buffer:
             headers = message.headers
             if headers.get(":message-type") == "exception":
                 name = f"exception:{headers.get(':exception-type', 'unknown')}"
             else:
                 name = headers.get(":event-type")
-            yield name, orjson.loads(message.payload or b"{}")
+            batch.append((name, orjson.loads(message.payload or b"{}")))
+        if batch:
+            yield batch
 
 
 STREAM_READERS = {"sse": sse_events, "aws-eventstream": aws_eventstream_events}
