@@ -164,6 +164,21 @@ def data_url(url: str) -> tuple[str, str] | None:
     return head[5:] or "application/octet-stream", data
 
 
+def inline_parts(message: dict[str, Any], provider: str) -> list[tuple[str, str, str]]:
+    """A message's parts for providers that take images inline only: ("text", text, "") or
+    ("image", media type, base64 data); an image given by http(s) URL cannot be honoured."""
+    out = []
+    for part in message.get("parts") or ():
+        if part["type"] == "text":
+            out.append(("text", part["text"] or "", ""))
+            continue
+        inline = data_url(part["image_url"])
+        if inline is None:
+            raise Unsupported(provider, "messages.content.image_url", "this provider takes images as data: URLs")
+        out.append(("image", *inline))
+    return out
+
+
 def text_of(message: dict[str, Any]) -> str:
     """A message's text, from its plain content or its text parts."""
     if message.get("content") is not None:

@@ -24,7 +24,7 @@ from processors.providers.base import (
     StreamState,
     Unsupported,
     Upstream,
-    data_url,
+    inline_parts,
     kind_for_status,
     refuse_unless_supported,
     retry_after_seconds,
@@ -41,16 +41,10 @@ _ERROR_KINDS = {"ThrottlingException": "rate_limited", "ServiceUnavailableExcept
 
 
 def _content(message: dict[str, Any], provider: str) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = []
-    for part in message.get("parts") or ():
-        if part["type"] == "text":
-            blocks.append({"text": part["text"]})
-            continue
-        inline = data_url(part["image_url"])
-        if inline is None:
-            raise Unsupported(provider, "messages.content.image_url", "Bedrock takes images as data: URLs")
-        blocks.append({"image": {"format": inline[0].split("/")[-1].replace("jpg", "jpeg"),
-                                 "source": {"bytes": inline[1]}}})
+    blocks: list[dict[str, Any]] = [
+        {"text": a} if kind == "text"
+        else {"image": {"format": a.split("/")[-1].replace("jpg", "jpeg"), "source": {"bytes": b}}}
+        for kind, a, b in inline_parts(message, provider)]
     if not message.get("parts") and message.get("content"):
         blocks.append({"text": message["content"]})
     for call in message.get("tool_calls") or ():

@@ -17,9 +17,8 @@ from processors.providers.base import (
     StreamDelta,
     StreamFailed,
     StreamState,
-    Unsupported,
     Upstream,
-    data_url,
+    inline_parts,
     kind_for_status,
     refuse_unless_supported,
     retry_after_seconds,
@@ -34,15 +33,8 @@ _STATUS_KINDS = {"RESOURCE_EXHAUSTED": "rate_limited", "UNAVAILABLE": "server_er
 
 
 def _parts(message: dict[str, Any], provider: str) -> list[dict[str, Any]]:
-    parts: list[dict[str, Any]] = []
-    for part in message.get("parts") or ():
-        if part["type"] == "text":
-            parts.append({"text": part["text"]})
-            continue
-        inline = data_url(part["image_url"])
-        if inline is None:
-            raise Unsupported(provider, "messages.content.image_url", "Gemini takes images as data: URLs")
-        parts.append({"inlineData": {"mimeType": inline[0], "data": inline[1]}})
+    parts: list[dict[str, Any]] = [{"text": a} if kind == "text" else {"inlineData": {"mimeType": a, "data": b}}
+                                   for kind, a, b in inline_parts(message, provider)]
     if not message.get("parts") and message.get("content"):
         parts.append({"text": message["content"]})
     for call in message.get("tool_calls") or ():
