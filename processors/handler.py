@@ -241,7 +241,13 @@ class RequestHandler:
             response = ProviderError("unsupported", str(exc))
         else:
             if stream is not None:
-                result = await self._stream_call(adapter, call, target, min(provider.timeout_s, remaining_s), stream)
+                try:
+                    result = await self._stream_call(adapter, call, target, min(provider.timeout_s, remaining_s),
+                                                     stream)
+                except asyncio.CancelledError:
+                    self._record_attempt(request, target, started_ms, t0,
+                                         ProviderError("cancelled", "the caller disconnected"), outcome)
+                    raise
                 self._record_attempt(request, target, started_ms, t0, result, outcome)
                 return result
             response = await self._upstreams.send(target.provider, call, min(provider.timeout_s, remaining_s))

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 
 ErrorKind = Literal[
     "bad_request", "unsupported", "content_filter", "upstream_auth", "not_found", "rate_limited",
-    "server_error", "timeout", "connection",
+    "server_error", "timeout", "connection", "cancelled",
 ]
 
 

@@ -126,3 +126,5 @@ def test_a_client_that_leaves_stops_the_upstream_within_a_second(gateway: Gatewa
     assert 0 < usage["completion_tokens"] < 300  # what was generated before the cut, not the whole answer
     assert usage["recorded_at_ms"] - left_at_ms < 1000
     assert usage["ttft_ms"] is not None
+    attempt = gateway.events(gateway.topics.attempts, request_id)[0]
+    assert (attempt["outcome"], attempt["error_kind"]) == ("error", "cancelled")
