@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from tests.conftest import GATEWAY_KEY, Gateway
+from tests.kafka_events import read_events
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -74,6 +75,12 @@ def test_native_stream_events(gateway: Gateway) -> None:
     assert end["finish_reason"] == "stop"
     assert end["usage"]["completion_tokens"] == 7 and end["usage"]["cost_usd"] > 0
     assert 0 < end["ttft_ms"] <= end["latency_ms"]
+    # On Kafka: the chunks in order, then the full text recorded once in the completion event.
+    replies = [r for r in read_events(gateway.bootstrap, gateway.topics.replies) if r[1]["request_id"] == end["id"]]
+    assert [name for name, _ in replies][-1] == "ResponseCompleted"
+    assert [r["seq"] for name, r in replies if name == "ResponseChunk"] == list(range(len(replies) - 1))
+    assert replies[-1][1]["content"] == "Hello from the mock! You said: native"
+    assert replies[-1][1]["ttft_ms"] == end["ttft_ms"]
 
 
 def test_failover_happens_before_the_first_token(gateway: Gateway) -> None:

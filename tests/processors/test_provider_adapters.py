@@ -156,6 +156,13 @@ def test_azure_calls_the_deployment_with_api_key_and_version() -> None:
     assert "model" not in orjson.loads(call.body)
 
 
+def test_azure_with_entra_id_sends_a_bearer_token() -> None:
+    upstream = Upstream("azure", "https://res.openai.azure.com", "d", "eyJ0eXAi-entra-token", options={"auth": "entra"})
+    headers = azure.build_chat(request(), upstream).headers
+
+    assert headers["authorization"] == "Bearer eyJ0eXAi-entra-token" and "api-key" not in headers
+
+
 def test_azure_content_filter_has_its_own_kind() -> None:
     body = b'{"error": {"code": "content_filter", "message": "The response was filtered", "status": 400}}'
     assert azure.parse_error(400, body, {}).kind == "content_filter"
