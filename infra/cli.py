@@ -13,6 +13,7 @@ import sys
 import time
 
 import httpx
+from aiokafka.errors import KafkaError
 
 from infra import config as config_module
 from infra import kafka_broker, kafka_clients, local_model
@@ -50,7 +51,11 @@ def cmd_topics(args: argparse.Namespace) -> None:
 
 def _ensure_topics(settings: config_module.Settings) -> None:
     """Idempotent: every process makes sure the topics it needs exist before it uses them."""
-    created = asyncio.run(kafka_clients.ensure_topics(settings.bootstrap_servers, settings.topics))
+    try:
+        created = asyncio.run(kafka_clients.ensure_topics(settings.bootstrap_servers, settings.topics))
+    except KafkaError as exc:
+        sys.exit(f"gateway: cannot reach Kafka at {settings.bootstrap_servers} ({exc}); "
+                 "start it with `gateway kafka start` or set KAFKA_BOOTSTRAP_SERVERS")
     if created:
         logging.getLogger("gateway").info("created topics %s", ", ".join(created))
 

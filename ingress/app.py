@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from starlette.responses import Response, StreamingResponse
 
@@ -27,6 +28,8 @@ from processors.routing import RouteTable
 from schemas.topics import REPLIES
 
 TIMEOUT_HEADER = "x-gateway-timeout-ms"
+KAFKA_DOWN = GatewayError(503, "api_error", "kafka_unavailable",
+                          "the gateway could not hand the request to Kafka; nothing was accepted, retry")
 PROVIDER_KEY_HEADER = "x-provider-key-"
 
 
@@ -170,7 +173,11 @@ def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
     async def stream(request: Request, event: dict[str, Any], wait_s: float, renderer: streams.Renderer
                      ) -> Response:
         """Produce, wait for the first chunk (an error before it is a plain JSON error), then stream SSE."""
-        queue = await bridge.open_stream("RequestReceived", event, _traceparent(request.headers.get("traceparent")))
+        try:
+            queue = await bridge.open_stream("RequestReceived", event,
+                                             _traceparent(request.headers.get("traceparent")))
+        except KafkaError as exc:
+            raise KAFKA_DOWN from exc
         finished = [False]
         try:
             try:
@@ -207,8 +214,11 @@ def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
                     if isinstance(body, bodies.NativeChat) else \
                     streams.OpenAIRenderer(event["request_id"], int(time.time()), body.include_usage())
                 return await stream(request, event, timeout, renderer)
-            answer = await bridge.submit(event_name, event, _traceparent(request.headers.get("traceparent")),
-                                         timeout)
+            try:
+                answer = await bridge.submit(event_name, event, _traceparent(request.headers.get("traceparent")),
+                                             timeout)
+            except KafkaError as exc:
+                raise KAFKA_DOWN from exc
             if (error := failure(answer, event, timeout)) is not None:
                 raise error
             assert answer is not None
