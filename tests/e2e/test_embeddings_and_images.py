@@ -74,10 +74,13 @@ def test_a_chat_model_is_refused_for_embeddings(providers_gateway: Gateway) -> N
     assert raised.value.code == "model_not_supported"
 
 
-def test_images_through_openai_with_their_cost(providers_gateway: Gateway) -> None:
-    response = sdk(providers_gateway).images.with_raw_response.generate(model="dall-e-3", prompt="a lighthouse", n=2)
+@pytest.mark.parametrize(("model", "provider"), [("dall-e-3", "openai"), ("azure-dall-e-3", "azure")])
+def test_images_through_openai_and_azure_with_their_cost(providers_gateway: Gateway, model: str,
+                                                         provider: str) -> None:
+    response = sdk(providers_gateway).images.with_raw_response.generate(model=model, prompt="a lighthouse", n=2)
     result = response.parse()
 
+    assert response.headers["x-gateway-provider"] == provider
     assert len(result.data) == 2
     assert all(d.url and d.url.startswith("https://") for d in result.data)
     assert result.data[0].revised_prompt == "a lighthouse"
