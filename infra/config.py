@@ -119,6 +119,8 @@ class Router(_Strict):
     max_in_flight: int = Field(512, ge=1)
     group_id: str | None = Field(None, description="Default: the topic prefix + 'router'.")
     commit_interval_ms: int = Field(100, ge=10)
+    circuit_failures: int = Field(5, ge=1, description="Retryable failures in a row that open a route's circuit.")
+    circuit_cooldown_s: float = Field(30.0, gt=0, description="How long an open circuit skips its route.")
 
 
 class GatewayConfig(_Strict):

@@ -17,6 +17,7 @@ import orjson
 from infra import secrets
 from infra.config import Settings
 from processors.catalog import ModelInfo, cost_usd, image_cost_usd
+from processors.circuit import CircuitBreaker
 from processors.failover import CLIENT_GONE, DEADLINE_EXCEEDED, ClientError, client_error, retry_delay_s
 from processors.providers import ADAPTERS
 from processors.providers.base import (
@@ -157,6 +158,8 @@ class RequestHandler:
         self._upstreams = upstreams
         secret = settings.env.gateway_secret
         self._cipher = secrets.cipher(secret) if secret else None
+        router = settings.config.router
+        self._breaker = CircuitBreaker(router.circuit_failures, router.circuit_cooldown_s)
 
     def _caller_keys(self, request: dict[str, Any]) -> dict[str, str]:
         """The provider keys the caller brought, decrypted for this request only."""
@@ -187,8 +190,14 @@ class RequestHandler:
             if target is None or not self._routes.servable(model, frozenset(caller_keys)):
                 last = last or (model, ProviderError("not_found", f"model {model} has no configured provider"))
                 continue
+            route = (target.provider, target.upstream_model)
             tries = 0
             while True:
+                if not self._breaker.allow(route, time.monotonic()):
+                    last = (target.provider, ProviderError(
+                        "server_error", f"circuit open for {target.provider}/{target.upstream_model} after repeated "
+                        f"failures; skipped"))
+                    break
                 remaining = (request["deadline_ms"] - now_ms()) / 1000
                 if remaining <= 0:
                     return self._failed(request, outcome, DEADLINE_EXCEEDED, target)
@@ -199,6 +208,10 @@ class RequestHandler:
                 except asyncio.CancelledError:  # the caller went away (RequestCancelled): record what was made
                     asyncio.current_task().uncancel()  # type: ignore[union-attr]
                     return self._failed(request, outcome, CLIENT_GONE, target, stream=stream)
+                if not isinstance(result, ProviderError) or result.kind not in ("unsupported", "cancelled"):
+                    # An answer, even a 400, shows the route is up; only retryable failures count against it.
+                    self._breaker.record(route, not (isinstance(result, ProviderError) and result.retryable),
+                                         time.monotonic())
                 if not isinstance(result, ProviderError):
                     return self._completed(operation, request, outcome, target, result, stream)
                 last = (target.provider, result)

@@ -173,7 +173,7 @@ class Gateway:
 
 
 def write_config(path: Path, openai_base: str, extra_providers: dict[str, Any] | None = None,
-                 extra_models: dict[str, Any] | None = None) -> Path:
+                 extra_models: dict[str, Any] | None = None, router: dict[str, Any] | None = None) -> Path:
     config = {
         "keys": [
             {"key": GATEWAY_KEY, "project": "proj-a"},
@@ -197,6 +197,9 @@ def write_config(path: Path, openai_base: str, extra_providers: dict[str, Any] |
         },
         "ingress": {"max_body_bytes": 65536, "request_timeout_s": 30},
         "retry": {"attempts_per_model": 2, "backoff_ms": 20, "max_retry_after_s": 1},
+        # The failover tests call always-failing models again and again on purpose: keep their circuits
+        # closed here (tests/e2e/test_circuit_breaker.py runs a gateway with the defaults).
+        "router": router or {"circuit_failures": 1000},
     }
     path.write_text(yaml.safe_dump(config))
     return path
