@@ -53,6 +53,7 @@ class Provider(_Strict):
     base_url: str
     api_key_env: str | None = Field(None, description="Bedrock: the secret access key's variable.")
     timeout_s: float = Field(60.0, gt=0)
+    first_byte_timeout_s: float | None = Field(None, gt=0, description="A slower first byte is a retryable failure.")
     max_connections: int = Field(256, ge=1)
     api_version: str | None = Field(None, description="Azure OpenAI's api-version.")
     auth: Literal["key", "entra"] = Field("key", description="Azure: api-key header, or an Entra ID bearer token.")

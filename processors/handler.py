@@ -280,7 +280,7 @@ class RequestHandler:
     async def _stream_call(self, adapter: Any, call: Any, target: Target, timeout_s: float,
                            stream: Stream) -> ChatResult | ProviderError:
         """Read a provider's stream, sending each delta on as a chunk; the result adds them up."""
-        response = await self._upstreams.open_stream(target.provider, call, timeout_s)
+        response = await self._upstreams.open(target.provider, call, timeout_s)
         if isinstance(response, ProviderError):
             return response
         state = StreamState()

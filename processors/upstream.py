@@ -40,30 +40,37 @@ class Upstreams:
             )
             for name, p in providers.items()
         }
+        self._first_byte = {name: p.first_byte_timeout_s for name, p in providers.items()}
 
-    async def send(self, provider: str, call: HttpCall, timeout_s: float) -> UpstreamResponse | ProviderError:
-        """Send a call; transport failures come back as retryable ProviderErrors, never raised."""
+    async def open(self, provider: str, call: HttpCall, timeout_s: float) -> aiohttp.ClientResponse | ProviderError:
+        """Send a call and wait for the head of its response (the caller reads and releases the body).
+        A provider's `first_byte_timeout_s` makes a slow first byte a retryable timeout."""
         timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 5.0))
+        first_byte = self._first_byte[provider]
         try:
-            async with self._sessions[provider].request(
+            request = self._sessions[provider].request(
                 call.method, URL(call.url, encoded=True), data=call.body, headers=call.headers, timeout=timeout,
-            ) as response:
-                body = await response.read()
-                headers = {k.lower(): v for k, v in response.headers.items()}
-                return UpstreamResponse(response.status, headers, body)
+            )
+            if first_byte is not None and first_byte < timeout_s:
+                try:
+                    return await asyncio.wait_for(request, first_byte)
+                except TimeoutError:
+                    return ProviderError("timeout", f"no first byte within {first_byte:.2f}s")
+            return await request
         except TimeoutError:
             return ProviderError("timeout", f"no answer within {timeout_s:.1f}s")
         except aiohttp.ClientError as exc:
             return ProviderError("connection", f"{type(exc).__name__}: {exc}")
 
-    async def open_stream(self, provider: str, call: HttpCall, timeout_s: float
-                          ) -> aiohttp.ClientResponse | ProviderError:
-        """Send a streaming call and return the open response (the caller reads and releases it)."""
-        timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 5.0))
+    async def send(self, provider: str, call: HttpCall, timeout_s: float) -> UpstreamResponse | ProviderError:
+        """Send a call and read its whole answer; transport failures come back as ProviderErrors."""
+        response = await self.open(provider, call, timeout_s)
+        if isinstance(response, ProviderError):
+            return response
         try:
-            return await self._sessions[provider].request(
-                call.method, URL(call.url, encoded=True), data=call.body, headers=call.headers, timeout=timeout,
-            )
+            async with response:
+                body = await response.read()
+                return UpstreamResponse(response.status, {k.lower(): v for k, v in response.headers.items()}, body)
         except TimeoutError:
             return ProviderError("timeout", f"no answer within {timeout_s:.1f}s")
         except aiohttp.ClientError as exc:

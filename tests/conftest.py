@@ -182,6 +182,8 @@ def write_config(path: Path, openai_base: str, extra_providers: dict[str, Any] |
         "providers": {
             "openai": {"kind": "openai", "base_url": openai_base, "api_key_env": "TEST_OPENAI_KEY"},
             "refusing": {"kind": "openai_compatible", "base_url": f"http://127.0.0.1:{free_port()}/v1"},
+            "impatient": {"kind": "openai", "base_url": openai_base, "api_key_env": "TEST_OPENAI_KEY",
+                          "first_byte_timeout_s": 0.3},
             **(extra_providers or {}),
         },
         "models": {
@@ -191,6 +193,7 @@ def write_config(path: Path, openai_base: str, extra_providers: dict[str, Any] |
             "refused": {"provider": "refusing", "upstream_model": "anything"},
             "slow": {"provider": "openai", "upstream_model": "gpt-4o-stall-3"},
             "slowish": {"provider": "openai", "upstream_model": "gpt-4o-stall-1.5"},
+            "slow-first-byte": {"provider": "impatient", "upstream_model": "gpt-4o-stall-2"},
             "cut-stream": {"provider": "openai", "upstream_model": "gpt-4o-cut-after-3"},
             "long-stream": {"provider": "openai", "upstream_model": "gpt-4o-tokens-300-delay-20ms"},
             **(extra_models or {}),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -79,4 +81,18 @@ def test_upstream_400_is_not_retried_and_reaches_the_client_as_400(gateway: Gate
     assert usage[0]["status"] == "error"
     assert attempt_trail(gateway, response.headers["x-request-id"], 1) == [
         ("bad-params", "error", 400, "bad_request"),
+    ]
+
+
+def test_a_first_byte_slower_than_the_providers_limit_fails_over(gateway: Gateway) -> None:
+    started = time.monotonic()
+    response = chat(gateway, "slow-first-byte", ["gpt-4o"])
+
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == "gpt-4o"
+    assert time.monotonic() - started < 1.5  # two 0.3 s tries, not the upstream's 2 s stall
+    assert attempt_trail(gateway, response.json()["id"], 3) == [
+        ("slow-first-byte", "error", None, "timeout"),
+        ("slow-first-byte", "error", None, "timeout"),
+        ("gpt-4o", "ok", 200, None),
     ]
