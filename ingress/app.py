@@ -60,8 +60,9 @@ class RouterProbe:
             await admin.start()
             described = await admin.describe_consumer_groups([self._settings.router_group])
             groups = described[0].groups if described else []
+            # DescribeGroups v0 group: (error_code, group_id, state, protocol_type, protocol, members)
             self._ok = bool(groups) and len(groups[0][5]) > 0
-        except Exception:
+        except (KafkaError, OSError):
             self._ok = False
         finally:
             await admin.close()
