@@ -160,6 +160,8 @@ class RequestHandler:
         self._cipher = secrets.cipher(secret) if secret else None
         router = settings.config.router
         self._breaker = CircuitBreaker(router.circuit_failures, router.circuit_cooldown_s)
+        # Keys and per-kind options come from the environment: read once, not on every call.
+        self._credentials = {name: (p.api_key(), p.options()) for name, p in settings.config.providers.items()}
 
     def _caller_keys(self, request: dict[str, Any]) -> dict[str, str]:
         """The provider keys the caller brought, decrypted for this request only."""
@@ -239,8 +241,9 @@ class RequestHandler:
     ) -> Result | ProviderError:
         provider = self._settings.config.providers[target.provider]
         adapter = ADAPTERS[provider.kind]
-        upstream = Upstream(target.provider, provider.base_url, target.upstream_model, caller_key or provider.api_key(),
-                            target.info.capabilities if target.info else (), provider.options())
+        api_key, options = self._credentials[target.provider]
+        upstream = Upstream(target.provider, provider.base_url, target.upstream_model, caller_key or api_key,
+                            target.info.capabilities if target.info else (), options)
         build = getattr(adapter, f"build_{operation.name}", None)
         parse = getattr(adapter, f"parse_{operation.name}", None)
         started_ms = now_ms()

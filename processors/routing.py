@@ -20,7 +20,7 @@ class RouteTable:
     """Catalog defaults, overridden per model by the config's `models:` routes."""
 
     def __init__(self, config: GatewayConfig, catalog: Catalog) -> None:
-        self._config = config
+        self._enabled = {name: provider.enabled for name, provider in config.providers.items()}  # env read once
         self._targets: dict[str, Target] = {}
         for name, info in catalog.models.items():
             self._targets[name] = Target(name, info.provider, info.upstream_model or name, info)
@@ -45,8 +45,8 @@ class RouteTable:
         target = self._targets.get(model)
         if target is None:
             return False
-        provider = self._config.providers.get(target.provider)
-        return provider is not None and (provider.enabled or target.provider in caller_keys)
+        enabled = self._enabled.get(target.provider)
+        return enabled is not None and (enabled or target.provider in caller_keys)
 
     def servable_models(self) -> list[Target]:
         return [t for name, t in sorted(self._targets.items()) if self.servable(name)]
