@@ -53,14 +53,11 @@ def chat_body(request: dict[str, Any], upstream: Upstream) -> dict[str, Any]:
     body: dict[str, Any] = {"messages": [message_to_openai(m) for m in request["messages"]]}
     if request.get("max_tokens") is not None:
         body["max_completion_tokens" if reasoning else "max_tokens"] = request["max_tokens"]
-    for name in ("temperature", "top_p"):
-        if request.get(name) is not None:
-            if reasoning:
+    if reasoning:
+        for name in ("temperature", "top_p"):
+            if request.get(name) is not None:
                 raise Unsupported(upstream.provider, name, f"reasoning model {upstream.model} does not take it")
-            body[name] = request[name]
-    for name in ("seed", "user", "parallel_tool_calls"):
-        if request.get(name) is not None:
-            body[name] = request[name]
+    _copy_set(body, request, ("temperature", "top_p", "seed", "user", "parallel_tool_calls"))
     if request.get("stop"):
         body["stop"] = request["stop"]
     if request.get("tools"):
@@ -140,12 +137,14 @@ def _headers(upstream: Upstream) -> dict[str, str]:
     return headers
 
 
-def embeddings_body(request: dict[str, Any]) -> dict[str, Any]:
-    body: dict[str, Any] = {"input": request["input"], "encoding_format": "float"}
-    for name in ("dimensions", "user"):
-        if request.get(name) is not None:
-            body[name] = request[name]
+def _copy_set(body: dict[str, Any], request: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """Copy the request's fields that are set; OpenAI's names are the gateway's names."""
+    body.update({name: request[name] for name in names if request.get(name) is not None})
     return body
+
+
+def embeddings_body(request: dict[str, Any]) -> dict[str, Any]:
+    return _copy_set({"input": request["input"], "encoding_format": "float"}, request, ("dimensions", "user"))
 
 
 def build_embeddings(request: dict[str, Any], upstream: Upstream) -> HttpCall:
@@ -159,11 +158,8 @@ def parse_embeddings(body: dict[str, Any]) -> EmbeddingsResult:
 
 
 def images_body(request: dict[str, Any]) -> dict[str, Any]:
-    body: dict[str, Any] = {"prompt": request["prompt"], "n": request["n"]}
-    for name in ("size", "quality", "response_format", "user"):
-        if request.get(name) is not None:
-            body[name] = request[name]
-    return body
+    return _copy_set({"prompt": request["prompt"], "n": request["n"]}, request,
+                     ("size", "quality", "response_format", "user"))
 
 
 def build_images(request: dict[str, Any], upstream: Upstream) -> HttpCall:
