@@ -83,11 +83,17 @@ def _conversation(model: str, body: dict[str, Any]) -> Conversation:
     return conversation
 
 
-async def _complete(request: Request, model: str) -> Response:
+async def _json_body(request: Request) -> dict[str, Any] | Response:
     try:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
         return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error", None)
+    return body
+
+
+async def _complete(body: dict[str, Any], model: str) -> Response:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return _error(400, "[] is too short - 'messages'", "invalid_request_error", "empty_array", param="messages")
@@ -175,23 +181,22 @@ async def _stream(model: str, body: dict[str, Any], result: Any) -> AsyncIterato
 async def chat_completions(request: Request) -> Response:
     if (denied := _openai_auth(request)) is not None:
         return denied
-    try:
-        model = orjson.loads(await request.body()).get("model")
-    except (orjson.JSONDecodeError, AttributeError):
-        model = None
-    if not isinstance(model, str):
+    body = await _json_body(request)
+    if isinstance(body, Response):
+        return body
+    if not isinstance(body.get("model"), str):
         return _error(400, "you must provide a model parameter", "invalid_request_error", None, param="model")
-    return await _complete(request, model)
+    return await _complete(body, body["model"])
 
 
 async def azure_chat_completions(request: Request) -> Response:
     if (denied := _azure_auth(request)) is not None:
         return denied
-    return await _complete(request, request.path_params["deployment"])
+    body = await _json_body(request)
+    return body if isinstance(body, Response) else await _complete(body, request.path_params["deployment"])
 
 
-async def _embed(request: Request, model: str) -> Response:
-    body = orjson.loads(await request.body())
+async def _embed(body: dict[str, Any], model: str) -> Response:
     texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
     if failure(model) == 429:
         return _error(429, "Rate limit reached for requests.", "requests", "rate_limit_exceeded",
@@ -205,8 +210,7 @@ async def _embed(request: Request, model: str) -> Response:
     }), media_type="application/json")
 
 
-async def _generate_images(request: Request, model: str) -> Response:
-    body = orjson.loads(await request.body())
+async def _generate_images(body: dict[str, Any], model: str) -> Response:
     if not body.get("prompt"):
         return _error(400, "'prompt' is a required property", "invalid_request_error", None, param="prompt")
     b64 = body.get("response_format") == "b64_json"
@@ -219,13 +223,15 @@ async def _generate_images(request: Request, model: str) -> Response:
 async def embeddings(request: Request) -> Response:
     if (denied := _openai_auth(request)) is not None:
         return denied
-    return await _embed(request, orjson.loads(await request.body())["model"])
+    body = await _json_body(request)
+    return body if isinstance(body, Response) else await _embed(body, body.get("model", ""))
 
 
 async def images_generations(request: Request) -> Response:
     if (denied := _openai_auth(request)) is not None:
         return denied
-    return await _generate_images(request, orjson.loads(await request.body()).get("model", "dall-e-2"))
+    body = await _json_body(request)
+    return body if isinstance(body, Response) else await _generate_images(body, body.get("model", "dall-e-2"))
 
 
 def _azure_auth(request: Request) -> Response | None:
@@ -241,13 +247,15 @@ def _azure_auth(request: Request) -> Response | None:
 async def azure_embeddings(request: Request) -> Response:
     if (denied := _azure_auth(request)) is not None:
         return denied
-    return await _embed(request, request.path_params["deployment"])
+    body = await _json_body(request)
+    return body if isinstance(body, Response) else await _embed(body, request.path_params["deployment"])
 
 
 async def azure_images(request: Request) -> Response:
     if (denied := _azure_auth(request)) is not None:
         return denied
-    return await _generate_images(request, request.path_params["deployment"])
+    body = await _json_body(request)
+    return body if isinstance(body, Response) else await _generate_images(body, request.path_params["deployment"])
 
 
 async def list_models(request: Request) -> Response:
