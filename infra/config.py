@@ -52,8 +52,10 @@ class Provider(_Strict):
     kind: Literal["openai", "openai_compatible", "azure", "anthropic", "gemini", "bedrock"]
     base_url: str
     api_key_env: str | None = Field(None, description="Bedrock: the secret access key's variable.")
-    timeout_s: float = Field(60.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0, description="Opening a connection to the provider.")
     first_byte_timeout_s: float | None = Field(None, gt=0, description="A slower first byte is a retryable failure.")
+    idle_timeout_s: float = Field(60.0, gt=0, description="Longest silence between two reads of an answer or "
+                                  "stream; the whole call is bounded by the request's deadline only.")
     max_connections: int = Field(256, ge=1)
     api_version: str | None = Field(None, description="Azure OpenAI's api-version.")
     auth: Literal["key", "entra"] = Field("key", description="Azure: api-key header, or an Entra ID bearer token.")
@@ -118,10 +120,20 @@ class Ingress(_Strict):
 
 class Router(_Strict):
     max_in_flight: int = Field(512, ge=1)
+    max_in_flight_per_partition: int = Field(128, ge=1, description="So one tenant's burst leaves room for others.")
+    drain_s: float = Field(30.0, ge=0, description="On a rebalance, how long revoked partitions' requests may finish.")
     group_id: str | None = Field(None, description="Default: the topic prefix + 'router'.")
     commit_interval_ms: int = Field(100, ge=10)
     circuit_failures: int = Field(5, ge=1, description="Retryable failures in a row that open a route's circuit.")
     circuit_cooldown_s: float = Field(30.0, gt=0, description="How long an open circuit skips its route.")
+
+
+class Kafka(_Strict):
+    """The size chain: a request body fits a record, a record fits what producers send and topics keep."""
+
+    max_message_bytes: int = Field(32 << 20, ge=1 << 20, le=96 << 20,
+                                   description="Producers' max_request_size and the topics' max.message.bytes.")
+    compression: Literal["zstd", "lz4", "gzip", "none"] = "zstd"
 
 
 class GatewayConfig(_Strict):
@@ -132,12 +144,21 @@ class GatewayConfig(_Strict):
     ingress: Ingress = Ingress()
     router: Router = Router()
     retry: Retry = Retry()
+    kafka: Kafka = Kafka()
 
     @model_validator(mode="after")
     def _routes_name_providers(self) -> GatewayConfig:
         for model, route in self.models.items():
             if route.provider not in self.providers:
                 raise ValueError(f"models.{model}.provider: {route.provider!r} is not under 'providers'")
+        return self
+
+    @model_validator(mode="after")
+    def _bodies_fit_records(self) -> GatewayConfig:
+        # A request record carries the body plus its ids and headers: leave it 64 KiB of room.
+        if self.ingress.max_body_bytes + (64 << 10) > self.kafka.max_message_bytes:
+            raise ValueError(f"ingress.max_body_bytes ({self.ingress.max_body_bytes}) must be at least 64 KiB "
+                             f"below kafka.max_message_bytes ({self.kafka.max_message_bytes})")
         return self
 
 

@@ -1,4 +1,9 @@
-"""Kafka clients tuned for the hot path, and idempotent topic creation from `schemas.topics`."""
+"""Kafka clients tuned for the hot path, and idempotent topic creation from `schemas.topics`.
+
+Every process connects through these functions, so one size chain holds everywhere:
+`ingress.max_body_bytes` < `kafka.max_message_bytes` = producers' `max_request_size` = the topics'
+`max.message.bytes` <= what consumers fetch per partition.
+"""
 
 from __future__ import annotations
 
@@ -8,35 +13,44 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from infra.config import Kafka
 from schemas.topics import ALL, TopicNames
 
 log = logging.getLogger(__name__)
 
+DEFAULTS = Kafka()
 
-def producer(bootstrap: str, linger_ms: int = 0) -> AIOKafkaProducer:
+
+def producer(bootstrap: str, linger_ms: int = 0, kafka: Kafka = DEFAULTS) -> AIOKafkaProducer:
     """linger 0 (the default): a record leaves as soon as it is sent; acks=all: a record survives a broker."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all", enable_idempotence=True,
-        request_timeout_ms=10000, client_id="gateway",
+        request_timeout_ms=10000, client_id="gateway", max_request_size=kafka.max_message_bytes,
+        compression_type=None if kafka.compression == "none" else kafka.compression,
     )
 
 
-def consumer(bootstrap: str, **options: object) -> AIOKafkaConsumer:
-    """fetch_min_bytes=1: the broker answers a fetch the moment one record is there."""
+def consumer(bootstrap: str, kafka: Kafka = DEFAULTS, **options: object) -> AIOKafkaConsumer:
+    """fetch_min_bytes=1: the broker answers a fetch the moment one record is there. A partition fetch
+    holds the largest record a producer may send (a smaller one makes getmany raise RecordTooLargeError)."""
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap, fetch_min_bytes=1, fetch_max_wait_ms=500,
+        max_partition_fetch_bytes=kafka.max_message_bytes + (1 << 20),
+        fetch_max_bytes=max(52428800, 2 * kafka.max_message_bytes),
         enable_auto_commit=False, client_id="gateway", **options,  # type: ignore[arg-type]
     )
 
 
-async def ensure_topics(bootstrap: str, names: TopicNames, replication_factor: int = 1) -> list[str]:
+async def ensure_topics(bootstrap: str, names: TopicNames, replication_factor: int = 1,
+                        kafka: Kafka = DEFAULTS) -> list[str]:
     """Create the gateway's topics that do not exist yet; returns the names it created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gateway-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(getattr(names, spec.suffix), spec.partitions, replication_factor, topic_configs=spec.config)
+            NewTopic(getattr(names, spec.suffix), spec.partitions, replication_factor,
+                     topic_configs={**spec.config, "max.message.bytes": str(kafka.max_message_bytes)})
             for spec in ALL
             if getattr(names, spec.suffix) not in existing
         ]

@@ -45,29 +45,40 @@ def _traceparent(incoming: str | None) -> str:
 
 
 class RouterProbe:
-    """Readiness of the processors: does the router's consumer group have members? Cached for a second."""
+    """Readiness of the processors: does the router's consumer group have members? One long-lived admin
+    client; the answer is cached for a second, and concurrent probes share one check."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._admin: AIOKafkaAdminClient | None = None
         self._checked = 0.0
         self._ok = False
+        self._lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        if self._admin is not None:
+            await self._admin.close()
 
     async def ok(self) -> bool:
-        if time.monotonic() - self._checked < 1.0:
+        async with self._lock:
+            if time.monotonic() - self._checked >= 1.0:
+                self._ok = await self._check()
+                self._checked = time.monotonic()
             return self._ok
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.bootstrap_servers)
+
+    async def _check(self) -> bool:
         try:
-            await admin.start()
-            described = await admin.describe_consumer_groups([self._settings.router_group])
+            if self._admin is None:
+                admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.bootstrap_servers,
+                                            request_timeout_ms=2000)
+                await admin.start()
+                self._admin = admin
+            described = await self._admin.describe_consumer_groups([self._settings.router_group])
             groups = described[0].groups if described else []
             # DescribeGroups v0 group: (error_code, group_id, state, protocol_type, protocol, members)
-            self._ok = bool(groups) and len(groups[0][5]) > 0
+            return bool(groups) and len(groups[0][5]) > 0
         except (KafkaError, OSError):
-            self._ok = False
-        finally:
-            await admin.close()
-        self._checked = time.monotonic()
-        return self._ok
+            return False
 
 
 def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
@@ -86,6 +97,7 @@ def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
         try:
             yield
         finally:
+            await probe.close()
             await bridge.stop()
 
     app = FastAPI(title="Kafka AI Gateway", lifespan=lifespan)
@@ -239,7 +251,7 @@ def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
 
     @app.get("/ready")
     async def ready() -> Response:
-        checks = {"kafka": bridge.ready, "router": await probe.ok()}
+        checks = {"kafka": bridge.ready, "replies": bridge.reading, "router": await probe.ok()}
         return Response(orjson.dumps({"ready": all(checks.values()), **checks}),
                         200 if all(checks.values()) else 503, media_type="application/json")
 

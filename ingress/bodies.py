@@ -15,6 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ingress.errors import GatewayError, invalid_request
 
+# Integers travel as Avro `int` / `long`: larger ones are the client's 400, not an encoder's 500.
+INT32_MAX = 2**31 - 1
+Int32 = Annotated[int, Field(ge=1, le=INT32_MAX)]
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -120,11 +125,11 @@ class ResponseFormat(_Body):
 class _ChatBody(_Body):
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_tokens: Int32 | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: Int64 | None = None
     user: str | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
@@ -179,7 +184,7 @@ class StreamOptions(_Body):
 class OpenAIChat(_ChatBody):
     """`POST /v1/chat/completions`: OpenAI's Chat Completions body."""
 
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Int32 | None = None
     n: Literal[1] = 1
     stream_options: StreamOptions | None = None
 
@@ -199,7 +204,7 @@ class EmbeddingsBody(_Body):
     model: str = Field(min_length=1)
     input: str | list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Annotated[int, Field(ge=1)] | None = None
+    dimensions: Int32 | None = None
     user: str | None = None
 
     def event_fields(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from infra import kafka_clients
 from infra.config import Settings
@@ -32,12 +33,15 @@ class KafkaBridge:
         self._background: set[asyncio.Task[None]] = set()
         self._reader: asyncio.Task[None] | None = None
         self.unknown_replies = 0
+        self.undecodable_replies = 0
         self.ready = False
+        self._last_poll = 0.0
 
     async def start(self) -> None:
         """Connect (inside the event loop, as aiokafka requires) and take the reply partition."""
-        self._producer = kafka_clients.producer(self.settings.bootstrap_servers)
-        self._consumer = kafka_clients.consumer(self.settings.bootstrap_servers)
+        kafka = self.settings.config.kafka
+        self._producer = kafka_clients.producer(self.settings.bootstrap_servers, kafka=kafka)
+        self._consumer = kafka_clients.consumer(self.settings.bootstrap_servers, kafka)
         await self._producer.start()
         await self._consumer.start()
         tp = TopicPartition(self.reply_topic, self.reply_partition)
@@ -45,6 +49,7 @@ class KafkaBridge:
         await self._consumer.seek_to_end(tp)
         await self._consumer.position(tp)
         self._reader = asyncio.create_task(self._read_replies())
+        self._reader.add_done_callback(self._reader_ended)
         self.ready = True
 
     async def stop(self) -> None:
@@ -57,6 +62,11 @@ class KafkaBridge:
             await self._consumer.stop()
         if self._producer:
             await self._producer.stop()
+
+    @property
+    def reading(self) -> bool:
+        """The reply reader is alive and polled Kafka within the last few seconds."""
+        return self._reader is not None and not self._reader.done() and time.monotonic() - self._last_poll < 5
 
     @property
     def in_flight(self) -> int:
@@ -73,7 +83,7 @@ class KafkaBridge:
         try:
             await self._producer.send_and_wait(
                 self.settings.topics.requests, codec.encode(event, request),
-                key=request["project"].encode(), headers=codec.headers(event, traceparent),
+                key=request_id.encode(), headers=codec.headers(event, traceparent),
             )
             return await asyncio.wait_for(waiter, timeout_s)
         except TimeoutError:
@@ -90,7 +100,7 @@ class KafkaBridge:
         try:
             await self._producer.send_and_wait(
                 self.settings.topics.requests, codec.encode(event, request),
-                key=request["project"].encode(), headers=codec.headers(event, traceparent),
+                key=request["request_id"].encode(), headers=codec.headers(event, traceparent),
             )
         except BaseException:
             self._pending.pop(request["request_id"], None)
@@ -110,23 +120,41 @@ class KafkaBridge:
         record = {"request_id": request["request_id"], "project": request["project"],
                   "cancelled_at_ms": time.time_ns() // 1_000_000}
         await self._producer.send(self.settings.topics.requests, codec.encode("RequestCancelled", record),
-                                  key=request["project"].encode(), headers=codec.headers("RequestCancelled"))
+                                  key=request["request_id"].encode(), headers=codec.headers("RequestCancelled"))
 
     async def _read_replies(self) -> None:
+        """Deliver every reply to its waiter. Nothing a record holds can stop this loop: what cannot be
+        decoded is dropped and counted, and a Kafka error is logged and the poll tried again."""
         assert self._consumer is not None
         while True:
-            batch = await self._consumer.getmany(timeout_ms=1000)
+            try:
+                batch = await self._consumer.getmany(timeout_ms=1000)
+            except KafkaError as exc:
+                log.error("reading replies failed (%s); polling again", exc)
+                await asyncio.sleep(0.5)
+                continue
+            self._last_poll = time.monotonic()
             for records in batch.values():
                 for record in records:
                     self._deliver(record.headers, record.value or b"")
 
+    def _reader_ended(self, task: asyncio.Task[None]) -> None:
+        """The reader stopped by a bug: log it and start it again, so this instance keeps answering."""
+        if task.cancelled() or not self.ready:
+            return
+        log.error("the reply reader died (%r); restarting it", task.exception())
+        self._reader = asyncio.get_running_loop().create_task(self._read_replies())
+        self._reader.add_done_callback(self._reader_ended)
+
     def _deliver(self, headers: Any, payload: bytes) -> None:
         try:
             name, reply = codec.decode(headers, payload)
-        except (codec.UnknownEvent, ValueError, EOFError) as exc:
-            log.warning("dropping undecodable reply: %s", exc)
+            request_id = reply["request_id"]
+        except Exception as exc:  # a record from a broken or hostile producer: never fatal to the reader
+            self.undecodable_replies += 1
+            log.warning("dropping undecodable reply: %r", exc)
             return
-        waiter = self._pending.get(reply["request_id"])
+        waiter = self._pending.get(request_id)
         if isinstance(waiter, asyncio.Queue):
             waiter.put_nowait((name, reply))
         elif waiter is None or waiter.done():

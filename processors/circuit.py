@@ -8,6 +8,9 @@ starts with every circuit closed, which costs at most `failures` calls to learn 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+Permit = Literal["closed", "trial"] | None
 
 
 @dataclass
@@ -23,15 +26,22 @@ class CircuitBreaker:
     cooldown_s: float
     _routes: dict[tuple[str, str], _Route] = field(default_factory=dict)
 
-    def allow(self, route: tuple[str, str], now: float) -> bool:
-        """Closed: yes. Open: no, until the cool-down is over; then one trial call at a time."""
+    def allow(self, route: tuple[str, str], now: float) -> Permit:
+        """Closed: "closed". Open: None, until the cool-down is over; then "trial", one call at a time.
+        A trial ends with `record`, or with `release` when the call decided nothing."""
         state = self._routes.get(route)
         if state is None or state.opened_at is None:
-            return True
+            return "closed"
         if now - state.opened_at < self.cooldown_s or state.trial_running:
-            return False
+            return None
         state.trial_running = True
-        return True
+        return "trial"
+
+    def release(self, route: tuple[str, str], permit: Permit) -> None:
+        """Give a trial back unused (the call was refused, cancelled, or raised): the next one may try."""
+        state = self._routes.get(route)
+        if permit == "trial" and state is not None:
+            state.trial_running = False
 
     def record(self, route: tuple[str, str], ok: bool, now: float) -> None:
         state = self._routes.setdefault(route, _Route())

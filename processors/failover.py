@@ -38,6 +38,8 @@ def client_error(provider: str, error: ProviderError) -> ClientError:
     """What the caller sees once the last attempt has failed with `error`."""
     if error.kind == "bad_request":
         return ClientError(400, "invalid_request_error", "upstream_bad_request", f"{provider}: {error.message}")
+    if error.kind == "invalid_request":
+        return ClientError(400, "invalid_request_error", "invalid_value", error.message)
     if error.kind == "unsupported":
         return ClientError(400, "invalid_request_error", "unsupported_parameter", error.message)
     if error.kind == "content_filter":

@@ -24,16 +24,19 @@ from processors.providers.base import (
     ChatResult,
     EmbeddingsResult,
     ImagesResult,
+    InvalidRequest,
     ProviderError,
     StreamFailed,
     StreamState,
     Unsupported,
     Upstream,
+    check_tool_arguments,
 )
 from processors.routing import RouteTable, Target
-from processors.upstream import STREAM_READERS, UpstreamResponse, Upstreams
+from processors.upstream import STREAM_CONTENT_TYPES, STREAM_READERS, UpstreamResponse, Upstreams
 
 Result = ChatResult | EmbeddingsResult | ImagesResult
+_NOT_ABOUT_THE_ROUTE = ("unsupported", "invalid_request", "cancelled")  # outcomes that say nothing of its health
 ChunkSink = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -176,11 +179,12 @@ class RequestHandler:
                     from None
         return keys
 
-    async def handle(self, event: str, request: dict[str, Any], sink: ChunkSink | None = None) -> Outcome:
-        """Answer a request; a chat request with `stream` set sends its chunks to `sink` as they come.
-        Failover happens before the first chunk only; a stream cut after it ends with RequestFailed."""
+    async def handle(self, event: str, request: dict[str, Any], outcome: Outcome, sink: ChunkSink | None = None
+                     ) -> Outcome:
+        """Answer a request into `outcome` (so what was made survives an exception: see `crashed`); a chat
+        request with `stream` set sends its chunks to `sink` as they come. Failover happens before the
+        first chunk only; a stream cut after it ends with RequestFailed."""
         operation = OPERATIONS[event]
-        outcome = Outcome()
         stream = Stream(request, sink) if sink is not None and request.get("stream") else None
         try:
             caller_keys = self._caller_keys(request)
@@ -195,25 +199,31 @@ class RequestHandler:
             route = (target.provider, target.upstream_model)
             tries = 0
             while True:
-                if not self._breaker.allow(route, time.monotonic()):
+                permit = self._breaker.allow(route, time.monotonic())
+                if permit is None:
                     last = (target.provider, ProviderError(
                         "server_error", f"circuit open for {target.provider}/{target.upstream_model} after repeated "
                         f"failures; skipped"))
                     break
                 remaining = (request["deadline_ms"] - now_ms()) / 1000
-                if remaining <= 0:
-                    return self._failed(request, outcome, DEADLINE_EXCEEDED, target)
                 tries += 1
+                recorded = False
                 try:
+                    if remaining <= 0:
+                        return self._failed(request, outcome, DEADLINE_EXCEEDED, target)
                     result = await self._attempt(operation, request, target, caller_keys.get(target.provider),
                                                  remaining, outcome, stream)
+                    if not isinstance(result, ProviderError) or result.kind not in _NOT_ABOUT_THE_ROUTE:
+                        # An answer, even a 400, shows the route is up; only retryable failures count against it.
+                        self._breaker.record(route, not (isinstance(result, ProviderError) and result.retryable),
+                                             time.monotonic())
+                        recorded = True
                 except asyncio.CancelledError:  # the caller went away (RequestCancelled): record what was made
                     asyncio.current_task().uncancel()  # type: ignore[union-attr]
                     return self._failed(request, outcome, CLIENT_GONE, target, stream=stream)
-                if not isinstance(result, ProviderError) or result.kind not in ("unsupported", "cancelled"):
-                    # An answer, even a 400, shows the route is up; only retryable failures count against it.
-                    self._breaker.record(route, not (isinstance(result, ProviderError) and result.retryable),
-                                         time.monotonic())
+                finally:
+                    if not recorded:  # a half-open trial that decided nothing is given back
+                        self._breaker.release(route, permit)
                 if not isinstance(result, ProviderError):
                     return self._completed(operation, request, outcome, target, result, stream)
                 last = (target.provider, result)
@@ -229,6 +239,14 @@ class RequestHandler:
             error = ClientError(503, "api_error", "provider_not_configured", last[1].message)
         else:
             error = client_error(*last)
+        return self._failed(request, outcome, error, None)
+
+    def crashed(self, request: dict[str, Any], outcome: Outcome, exc: BaseException) -> Outcome:
+        """A bug or an unforeseen input raised out of `handle`: the caller still gets an answer, with the
+        attempts and usage made so far."""
+        error = ClientError(500, "api_error", "internal_error",
+                            f"the gateway failed while handling this request ({type(exc).__name__}); "
+                            "it was logged with the request id")
         return self._failed(request, outcome, error, None)
 
     def expired(self, request: dict[str, Any]) -> Outcome:
@@ -252,21 +270,24 @@ class RequestHandler:
         try:
             if build is None or parse is None:
                 raise Unsupported(target.provider, operation.name, f"{provider.kind} has no {operation.name} API")
+            if getattr(adapter, "PARSES_TOOL_ARGUMENTS", False):
+                check_tool_arguments(request, target.provider)
             call = build(request, upstream)
         except Unsupported as exc:
             response = ProviderError("unsupported", str(exc))
+        except InvalidRequest as exc:
+            response = ProviderError("invalid_request", str(exc))
         else:
             if stream is not None:
                 try:
-                    result = await self._stream_call(adapter, call, target, min(provider.timeout_s, remaining_s),
-                                                     stream)
+                    result = await self._stream_call(adapter, call, target, remaining_s, stream)
                 except asyncio.CancelledError:
                     self._record_attempt(request, target, started_ms, t0,
                                          ProviderError("cancelled", "the caller disconnected"), outcome)
                     raise
                 self._record_attempt(request, target, started_ms, t0, result, outcome)
                 return result
-            response = await self._upstreams.send(target.provider, call, min(provider.timeout_s, remaining_s))
+            response = await self._upstreams.send(target.provider, call, remaining_s)
         result: Result | ProviderError
         if not isinstance(response, UpstreamResponse):
             result = response
@@ -283,7 +304,7 @@ class RequestHandler:
     async def _stream_call(self, adapter: Any, call: Any, target: Target, timeout_s: float,
                            stream: Stream) -> ChatResult | ProviderError:
         """Read a provider's stream, sending each delta on as a chunk; the result adds them up."""
-        response = await self._upstreams.open(target.provider, call, timeout_s)
+        response = await self._upstreams.open(target.provider, call, timeout_s, stream=True)
         if isinstance(response, ProviderError):
             return response
         state = StreamState()
@@ -291,19 +312,26 @@ class RequestHandler:
             if response.status != 200:
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 return adapter.parse_error(response.status, await response.read(), headers)  # type: ignore[no-any-return]
+            expected = STREAM_CONTENT_TYPES[adapter.STREAM_FORMAT]
+            if response.content_type != expected:
+                return ProviderError("server_error", f"the provider answered the stream as {response.content_type!r}, "
+                                     f"not {expected!r}", 200)
             async for batch in STREAM_READERS[adapter.STREAM_FORMAT](response):
                 # What one network read brought leaves as one chunk: a burst of tokens is one event, not many.
                 deltas = [d for name, data in batch for d in adapter.parse_stream_event(name, data, state)]
                 if deltas:
                     await stream.emit(target, "".join(d.content for d in deltas),
                                       merge_tool_fragments([c for d in deltas for c in d.tool_calls]))
+            if not state.ended:
+                return ProviderError("connection", "the stream ended before the provider's terminal event", 200)
             result = stream.result(state)
             await stream.emit(target, "", (), result.finish_reason)
             return result
         except StreamFailed as exc:
             return exc.error
         except TimeoutError:
-            return ProviderError("timeout", f"the stream did not finish within {timeout_s:.1f}s")
+            return ProviderError("timeout", "the stream stalled longer than the provider's idle_timeout_s, or the "
+                                 "request's deadline passed")
         except (aiohttp.ClientError, orjson.JSONDecodeError, KeyError, ValueError) as exc:
             return ProviderError("connection", f"the stream broke: {type(exc).__name__}: {exc}")
         finally:

@@ -1,5 +1,12 @@
-"""The router worker: for each RequestReceived, call the providers and emit the reply, the attempts and
-the usage; commit the request's offset only after those are on Kafka.
+"""The router worker: for each request event, call the providers and emit the reply, the attempts and the
+usage; commit the request's offset only after those are on Kafka.
+
+Delivery, exactly: every accepted request gets one answer. A handler that raises still answers
+(RequestFailed with what was made); effects that cannot be produced are retried, turned into a small
+RequestFailed when permanent (`processors/effects.py`), or stop the worker without committing when
+Kafka stays away; on a rebalance, revoked partitions take no new work and their requests finish (up to
+`router.drain_s`) and are committed before the partitions are released, so the next owner does not run
+them again; a request id already running here is never started twice.
 
 Plain aiokafka, not a faust agent: this is the latency-critical path (see README, "Why aiokafka").
 """
@@ -18,7 +25,9 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from infra import kafka_clients
 from infra.config import Settings
+from processors.admission import Admission
 from processors.catalog import load_catalog
+from processors.effects import Effects, EffectsLost
 from processors.handler import OPERATIONS, Outcome, RequestHandler, now_ms
 from processors.offsets import OffsetTracker
 from processors.routing import RouteTable
@@ -26,56 +35,67 @@ from processors.upstream import Upstreams
 from schemas import codec
 
 log = logging.getLogger("gateway.router")
+Record = ConsumerRecord[bytes, bytes]
 
 
-class _CommitOnRevoke(ConsumerRebalanceListener):
+class _DrainOnRevoke(ConsumerRebalanceListener):
     def __init__(self, worker: RouterWorker) -> None:
         self._worker = worker
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._worker.commit()
-        self._worker.offsets.forget(set(revoked))
+        await self._worker.release(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._worker.revoked.difference_update(assigned)
         log.info("router assigned %s", sorted(tp.partition for tp in assigned))
 
 
 class RouterWorker:
     def __init__(self, settings: Settings, instance_id: str | None = None) -> None:
         self.settings = settings
+        router = settings.config.router
         self.offsets = OffsetTracker()
+        self.revoked: set[TopicPartition] = set()
+        self.fatal: BaseException | None = None
         self._instance_id = instance_id
-        self._slots = asyncio.Semaphore(settings.config.router.max_in_flight)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._admission: Admission[TopicPartition, Record] = Admission(
+            router.max_in_flight_per_partition, router.max_in_flight, router.max_in_flight_per_partition)
+        self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._chunks: dict[str, list[asyncio.Future[Any]]] = {}
+        self._abandoned: set[asyncio.Task[None]] = set()
         self._cancelled: OrderedDict[str, None] = OrderedDict()  # cancels that came before their request
         self._stopping = asyncio.Event()
         self._upstreams = Upstreams(settings.config.providers)
         routes = RouteTable(settings.config, load_catalog(settings.config.catalog))
         self._handler = RequestHandler(settings, routes, self._upstreams)
-        self._producer = kafka_clients.producer(settings.bootstrap_servers)
-        self._audit = kafka_clients.producer(settings.bootstrap_servers, linger_ms=5)
+        kafka = settings.config.kafka
+        self._producer = kafka_clients.producer(settings.bootstrap_servers, kafka=kafka)
+        self._audit = kafka_clients.producer(settings.bootstrap_servers, linger_ms=5, kafka=kafka)
+        self._effects = Effects(settings, self._producer, self._audit)
         self._consumer = kafka_clients.consumer(
-            settings.bootstrap_servers,
+            settings.bootstrap_servers, kafka,
             group_id=settings.router_group,
             group_instance_id=instance_id,
             auto_offset_reset="earliest",
             session_timeout_ms=10000,
             heartbeat_interval_ms=1000,
+            rebalance_timeout_ms=int(router.drain_s * 1000) + 10000,
         )
 
     async def run(self) -> None:
         await self._producer.start()
         await self._audit.start()
         await self._consumer.start()
-        self._consumer.subscribe([self.settings.topics.requests], listener=_CommitOnRevoke(self))
+        self._consumer.subscribe([self.settings.topics.requests], listener=_DrainOnRevoke(self))
         committer = asyncio.create_task(self._commit_loop())
         log.info("router consuming %s as %s", self.settings.topics.requests, self._instance_id or "dynamic member")
         try:
             await self._consume()
         finally:
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+            running = [t for tasks in self._tasks.values() for t in tasks]
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
             committer.cancel()
             await self.commit()
             await self._consumer.stop()
@@ -97,56 +117,107 @@ class RouterWorker:
                     break
                 for tp, records in fetch.result().items():
                     for record in records:
-                        await self._slots.acquire()  # back-pressure: no more fetches while full
-                        self.offsets.started(tp, record.offset)
-                        task = asyncio.create_task(self._process(tp, record))
-                        self._tasks.add(task)
-                        task.add_done_callback(self._tasks.discard)
+                        self._admit(tp, record)
+                self._apply_pauses()
         finally:
             stop.cancel()
 
-    async def _process(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+    def _admit(self, tp: TopicPartition, record: Record) -> None:
+        """A fetched record: a cancel is applied at once (it never waits for a slot); a request starts
+        now or waits in its partition's backlog."""
+        if tp in self.revoked:
+            return
+        self.offsets.started(tp, record.offset)
+        if codec.header(record.headers, codec.EVENT_HEADER) == "RequestCancelled":
+            with contextlib.suppress(codec.UnknownEvent, ValueError, EOFError, KeyError):
+                self._cancel(codec.decode(record.headers, record.value or b"")[1]["request_id"])
+            self.offsets.done(tp, record.offset)
+            return
+        if self._admission.offer(tp, record):
+            self._start(tp, record)
+
+    def _start(self, tp: TopicPartition, record: Record) -> None:
+        task = asyncio.create_task(self._process(tp, record))
+        tasks = self._tasks.setdefault(tp, set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def _finished(self, tp: TopicPartition) -> None:
+        for next_tp, record in self._admission.finished(tp):
+            self._start(next_tp, record)
+        self._apply_pauses()
+
+    def _apply_pauses(self) -> None:
+        assigned = self._consumer.assignment()
+        if paused := [tp for tp in self._admission.to_pause() if tp in assigned]:
+            self._consumer.pause(*paused)
+        if resumed := [tp for tp in self._admission.to_resume() if tp in assigned]:
+            self._consumer.resume(*resumed)
+
+    async def _process(self, tp: TopicPartition, record: Record) -> None:
         try:
-            try:
-                event, request = codec.decode(record.headers, record.value or b"")
-            except (codec.UnknownEvent, ValueError, EOFError) as exc:
-                log.error("skipping undecodable record %s@%d: %s", tp, record.offset, exc)
-                return
-            if event == "RequestCancelled":
-                self._cancel(request["request_id"])
-                return
-            if event not in OPERATIONS:
-                log.error("skipping %s at %s@%d: not a request", event, tp, record.offset)
-                return
-            traceparent = codec.header(record.headers, codec.TRACEPARENT_HEADER)
-            chunks: list[asyncio.Future[Any]] = []
-
-            async def send_chunk(chunk: dict[str, Any]) -> None:
-                chunks.append(await self._send_reply(request, "ResponseChunk", chunk, traceparent))
-
-            request_id = request["request_id"]
-            cancelled_before = request_id in self._cancelled
-            if request["deadline_ms"] <= now_ms() or cancelled_before:
-                self._cancelled.pop(request_id, None)
-                outcome = self._handler.expired(request)
-            else:
-                self._running[request_id] = asyncio.current_task()  # type: ignore[assignment]
-                try:
-                    outcome = await self._handler.handle(event, request, send_chunk)
-                except asyncio.CancelledError:  # cancelled between provider calls: nothing more to record
-                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
-                    outcome = self._handler.expired(request)
-                finally:
-                    self._running.pop(request_id, None)
-            await self._emit(request, outcome, traceparent, chunks)
-            self.offsets.done(tp, record.offset)
-        except KafkaError:
-            log.exception("could not emit the effects of %s@%d; it will be redelivered", tp, record.offset)
-        except Exception:
-            log.exception("request at %s@%d failed unexpectedly", tp, record.offset)
-            self.offsets.done(tp, record.offset)
+            await self._answer(tp, record)
+        except EffectsLost as exc:
+            log.critical("Kafka is unreachable for the effects of %s@%d (%s); stopping without committing it "
+                         "so that it is redelivered", tp, record.offset, exc)
+            self.fatal = exc
+            self.stop()
         finally:
-            self._slots.release()
+            self._finished(tp)
+
+    async def _answer(self, tp: TopicPartition, record: Record) -> None:
+        try:
+            event, request = codec.decode(record.headers, record.value or b"")
+        except (codec.UnknownEvent, ValueError, EOFError) as exc:
+            log.error("skipping undecodable record %s@%d: %s", tp, record.offset, exc)
+            self.offsets.done(tp, record.offset)
+            return
+        if event not in OPERATIONS:
+            log.error("skipping %s at %s@%d: not a request", event, tp, record.offset)
+            self.offsets.done(tp, record.offset)
+            return
+        request_id = request["request_id"]
+        if request_id in self._running:
+            log.warning("request %s at %s@%d is already running here; not starting it twice", request_id, tp,
+                        record.offset)
+            self.offsets.done(tp, record.offset)
+            return
+        traceparent = codec.header(record.headers, codec.TRACEPARENT_HEADER)
+        task = asyncio.current_task()
+        assert task is not None
+        self._running[request_id] = task  # type: ignore[assignment]
+        try:
+            outcome = await self._outcome(event, request, traceparent)
+        finally:
+            if self._running.get(request_id) is task:
+                del self._running[request_id]
+        if task in self._abandoned:  # revoked past the drain time: the partition's next owner answers it
+            self._abandoned.discard(task)  # type: ignore[arg-type]
+            return
+        await self._effects.emit(request, outcome, traceparent, self._chunks.pop(request_id, []))
+        self.offsets.done(tp, record.offset)
+
+    async def _outcome(self, event: str, request: dict[str, Any], traceparent: str | None) -> Outcome:
+        request_id = request["request_id"]
+        chunks: list[asyncio.Future[Any]] = []
+        self._chunks[request_id] = chunks
+
+        async def send_chunk(chunk: dict[str, Any]) -> None:
+            chunks.append(await self._effects.chunk(request, chunk, traceparent))
+
+        cancelled_before = request_id in self._cancelled
+        if cancelled_before or request["deadline_ms"] <= now_ms():
+            self._cancelled.pop(request_id, None)
+            return self._handler.expired(request)
+        outcome = Outcome()
+        try:
+            return await self._handler.handle(event, request, outcome, send_chunk)
+        except asyncio.CancelledError:  # cancelled between provider calls: nothing more to record
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            return self._handler.expired(request)
+        except Exception as exc:
+            log.exception("request %s raised while being handled; answering with an internal error", request_id)
+            return self._handler.crashed(request, outcome, exc)
 
     def _cancel(self, request_id: str) -> None:
         task = self._running.get(request_id)
@@ -157,32 +228,28 @@ class RouterWorker:
         if len(self._cancelled) > 10_000:
             self._cancelled.popitem(last=False)
 
-    async def _send_reply(self, request: dict[str, Any], event: str, record: dict[str, Any],
-                          traceparent: str | None) -> asyncio.Future[Any]:
-        """Enqueue a record for the request's reply destination; returns its delivery future."""
-        partition = request["reply_partition"] if request["reply_partition"] >= 0 else None
-        return await self._producer.send(
-            request["reply_topic"], codec.encode(event, record), key=request["request_id"].encode(),
-            partition=partition, headers=codec.headers(event, traceparent),
-        )
-
-    async def _emit(self, request: dict[str, Any], outcome: Outcome, traceparent: str | None,
-                    chunks: list[asyncio.Future[Any]]) -> None:
-        topics = self.settings.topics
-        key = request["request_id"].encode()
-        deliveries = [*chunks, await self._send_reply(request, outcome.reply_event, outcome.reply, traceparent)]
-        # Attempts and usage are not on the caller's path: their producer batches them (linger 5 ms).
-        for attempt in outcome.attempts:
-            deliveries.append(await self._audit.send(
-                topics.attempts, codec.encode("AttemptFinished", attempt), key=key,
-                headers=codec.headers("AttemptFinished", traceparent),
-            ))
-        if outcome.usage is not None:
-            deliveries.append(await self._audit.send(
-                topics.usage, codec.encode("UsageRecorded", outcome.usage), key=request["project"].encode(),
-                headers=codec.headers("UsageRecorded", traceparent),
-            ))
-        await asyncio.gather(*deliveries)
+    async def release(self, revoked: set[TopicPartition]) -> None:
+        """Partitions are being taken away: no new work from them; their requests finish (up to
+        `router.drain_s`), are committed, and only then are the partitions given up. What is still
+        running after that is abandoned (cancelled, nothing emitted): the next owner runs it."""
+        self.revoked.update(revoked)
+        for tp in revoked:
+            self._admission.drop(tp)
+        draining = [t for tp in revoked for t in self._tasks.get(tp, ())]
+        if draining:
+            log.info("draining %d request(s) of revoked partitions %s", len(draining),
+                     sorted(tp.partition for tp in revoked))
+            _, late = await asyncio.wait(draining, timeout=self.settings.config.router.drain_s)
+            for task in late:
+                self._abandoned.add(task)
+                for request_id, running in list(self._running.items()):
+                    if running is task:
+                        del self._running[request_id]
+                task.cancel()
+            if late:
+                log.warning("%d request(s) still running after drain_s; abandoned to the next owner", len(late))
+        await self.commit()
+        self.offsets.forget(revoked)
 
     async def _commit_loop(self) -> None:
         interval = self.settings.config.router.commit_interval_ms / 1000
@@ -208,3 +275,5 @@ async def serve(settings: Settings, instance_id: str | None = None) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, worker.stop)
     await worker.run()
+    if worker.fatal is not None:
+        raise SystemExit(f"gateway router: stopped, Kafka unreachable for effects ({worker.fatal})")

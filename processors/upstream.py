@@ -17,7 +17,7 @@ from botocore.eventstream import EventStreamBuffer
 from yarl import URL
 
 from infra.config import Provider
-from processors.providers.base import HttpCall, ProviderError
+from processors.providers.base import DONE, HttpCall, ProviderError
 
 
 class UpstreamResponse:
@@ -40,13 +40,19 @@ class Upstreams:
             )
             for name, p in providers.items()
         }
-        self._first_byte = {name: p.first_byte_timeout_s for name, p in providers.items()}
+        self._providers = providers
 
-    async def open(self, provider: str, call: HttpCall, timeout_s: float) -> aiohttp.ClientResponse | ProviderError:
+    async def open(self, provider: str, call: HttpCall, timeout_s: float, stream: bool = False
+                   ) -> aiohttp.ClientResponse | ProviderError:
         """Send a call and wait for the head of its response (the caller reads and releases the body).
-        A provider's `first_byte_timeout_s` makes a slow first byte a retryable timeout."""
-        timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 5.0))
-        first_byte = self._first_byte[provider]
+
+        Limits, each its own: connecting (`connect_timeout_s`), the first byte (`first_byte_timeout_s`,
+        a retryable timeout), the silence between two reads of a stream (`idle_timeout_s`); the whole
+        call is bounded only by `timeout_s`, what is left of the request's deadline."""
+        settings = self._providers[provider]
+        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, settings.connect_timeout_s),
+                                        sock_read=settings.idle_timeout_s if stream else None)
+        first_byte = settings.first_byte_timeout_s
         try:
             request = self._sessions[provider].request(
                 call.method, URL(call.url, encoded=True), data=call.body, headers=call.headers, timeout=timeout,
@@ -102,8 +108,8 @@ async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[list[Str
                 continue
             payload = b"\n".join(lines)
             if payload == b"[DONE]":
-                if batch:
-                    yield batch
+                batch.append((DONE, {}))
+                yield batch
                 return
             batch.append((name, orjson.loads(payload)))
         if batch:
@@ -129,3 +135,4 @@ async def aws_eventstream_events(response: aiohttp.ClientResponse) -> AsyncItera
 
 
 STREAM_READERS = {"sse": sse_events, "aws-eventstream": aws_eventstream_events}
+STREAM_CONTENT_TYPES = {"sse": "text/event-stream", "aws-eventstream": "application/vnd.amazon.eventstream"}

@@ -20,8 +20,10 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+# Keyed by request id: one busy project spreads over every router, and a request's RequestCancelled
+# (same key) lands on the partition, so the worker, that runs it.
 REQUESTS = TopicSpec(
-    "requests", 6, key="project",
+    "requests", 6, key="request_id",
     events=("RequestReceived", "EmbeddingsRequested", "ImagesRequested", "RequestCancelled"),
     config={"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
 )
@@ -39,7 +41,12 @@ USAGE = TopicSpec(
     config={"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
 )
 
-ALL = (REQUESTS, REPLIES, ATTEMPTS, USAGE)
+UNDELIVERABLE = TopicSpec(
+    "undeliverable", 1, key="request_id", events=("RequestFailed",),
+    config={"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
+)
+
+ALL = (REQUESTS, REPLIES, ATTEMPTS, USAGE, UNDELIVERABLE)
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class TopicNames:
     replies: str
     attempts: str
     usage: str
+    undeliverable: str
 
     @classmethod
     def for_prefix(cls, prefix: str) -> TopicNames:

@@ -184,6 +184,8 @@ def write_config(path: Path, openai_base: str, extra_providers: dict[str, Any] |
             "refusing": {"kind": "openai_compatible", "base_url": f"http://127.0.0.1:{free_port()}/v1"},
             "impatient": {"kind": "openai", "base_url": openai_base, "api_key_env": "TEST_OPENAI_KEY",
                           "first_byte_timeout_s": 0.3},
+            "strict-idle": {"kind": "openai", "base_url": openai_base, "api_key_env": "TEST_OPENAI_KEY",
+                            "connect_timeout_s": 1, "first_byte_timeout_s": 1, "idle_timeout_s": 1},
             **(extra_providers or {}),
         },
         "models": {
@@ -196,6 +198,10 @@ def write_config(path: Path, openai_base: str, extra_providers: dict[str, Any] |
             "slow-first-byte": {"provider": "impatient", "upstream_model": "gpt-4o-stall-2"},
             "cut-stream": {"provider": "openai", "upstream_model": "gpt-4o-cut-after-3"},
             "long-stream": {"provider": "openai", "upstream_model": "gpt-4o-tokens-300-delay-20ms"},
+            # A stream longer than every per-call limit of its provider, and one that goes silent past them.
+            "patient-stream": {"provider": "strict-idle", "upstream_model": "gpt-4o-tokens-30-delay-100ms"},
+            "stalling-stream": {"provider": "strict-idle", "upstream_model": "gpt-4o-tokens-3-delay-1500ms"},
+            "no-done": {"provider": "openai", "upstream_model": "gpt-4o-tokens-3-no-done"},
             **(extra_models or {}),
         },
         "ingress": {"max_body_bytes": 65536, "request_timeout_s": 30},
@@ -269,6 +275,7 @@ def providers_gateway(bootstrap: str, openai_mock: str, anthropic_mock: str, gem
             "bedrock-throttled": {"provider": "bedrock", "upstream_model": "titan-fail-429"},
             "azure-filtered": {"provider": "azure", "upstream_model": "deployment-content-filter"},
             "byok-gpt": {"provider": "openai-byok", "upstream_model": "gpt-4o-mini"},
+            "bedrock-sse-framed": {"provider": "bedrock", "upstream_model": "claude-sse-framed"},
         },
     )
     gateway = start_gateway(bootstrap, config, logs, {

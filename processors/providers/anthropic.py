@@ -106,6 +106,7 @@ def build_chat(request: dict[str, Any], upstream: Upstream) -> HttpCall:
     return HttpCall("POST", upstream.base_url + "/v1/messages", headers, orjson.dumps(body))
 
 
+PARSES_TOOL_ARGUMENTS = True
 STREAM_FORMAT = "sse"
 _STREAM_ERRORS = {"overloaded_error": "server_error", "api_error": "server_error", "rate_limit_error": "rate_limited"}
 
@@ -133,6 +134,8 @@ def parse_stream_event(name: str | None, data: dict[str, Any], state: StreamStat
         if data["delta"].get("stop_reason"):
             state.finish_reason = _STOP_REASONS.get(data["delta"]["stop_reason"], "stop")
         state.completion_tokens = int((data.get("usage") or {}).get("output_tokens") or state.completion_tokens)
+    elif kind == "message_stop":
+        state.ended = True
     elif kind == "error":
         error = data.get("error") or {}
         raise StreamFailed(ProviderError(_STREAM_ERRORS.get(error.get("type"), "server_error"),  # type: ignore[arg-type]

@@ -11,8 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import orjson
+
 ErrorKind = Literal[
-    "bad_request", "unsupported", "content_filter", "upstream_auth", "not_found", "rate_limited",
+    "bad_request", "invalid_request", "unsupported", "content_filter", "upstream_auth", "not_found", "rate_limited",
     "server_error", "timeout", "connection", "cancelled",
 ]
 
@@ -77,6 +79,9 @@ class ProviderError:
         return self.kind in ("rate_limited", "server_error", "timeout", "connection")
 
 
+DONE = "[DONE]"  # the SSE reader's name for OpenAI's `data: [DONE]`, the end of an OpenAI-format stream
+
+
 @dataclass(frozen=True)
 class StreamDelta:
     """One piece of a streamed answer: text and/or tool-call fragments (index, id, name, arguments)."""
@@ -96,6 +101,7 @@ class StreamState:
     reasoning_tokens: int = 0
     finish_reason: str | None = None
     tool_index: dict[Any, int] = field(default_factory=dict)
+    ended: bool = False  # the provider's terminal event came: a stream that stops before it was cut
 
     def tool_call_index(self, key: Any) -> int:
         return self.tool_index.setdefault(key, len(self.tool_index))
@@ -115,6 +121,27 @@ class Unsupported(Exception):
     def __init__(self, provider: str, field: str, why: str = "") -> None:
         super().__init__(f"provider {provider} cannot honour '{field}'" + (f": {why}" if why else ""))
         self.field = field
+
+
+class InvalidRequest(Exception):
+    """The request is malformed for this provider (it parses what others pass through); names the field."""
+
+    def __init__(self, provider: str, field: str, why: str) -> None:
+        super().__init__(f"invalid value for '{field}': {why} (provider {provider} parses it)")
+        self.field = field
+
+
+def check_tool_arguments(request: dict[str, Any], provider: str) -> None:
+    """Providers that take tool-call arguments as JSON objects (Anthropic, Gemini, Bedrock) need valid JSON."""
+    for i, message in enumerate(request.get("messages") or ()):
+        for j, call in enumerate(message.get("tool_calls") or ()):
+            try:
+                value = orjson.loads(call["arguments"] or "{}")
+            except orjson.JSONDecodeError:
+                value = None
+            if not isinstance(value, dict):
+                raise InvalidRequest(provider, f"messages[{i}].tool_calls[{j}].function.arguments",
+                                     "must be a JSON object in text")
 
 
 class ChatAdapter(Protocol):

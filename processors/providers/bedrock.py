@@ -136,6 +136,7 @@ def parse_embeddings(body: dict[str, Any]) -> EmbeddingsResult:
     return EmbeddingsResult([body["embedding"]], int(body.get("inputTextTokenCount") or 0))
 
 
+PARSES_TOOL_ARGUMENTS = True
 STREAM_FORMAT = "aws-eventstream"
 _STREAM_EXCEPTIONS = {"throttlingException": "rate_limited", "modelStreamErrorException": "server_error",
                       "internalServerException": "server_error", "serviceUnavailableException": "server_error",
@@ -160,6 +161,7 @@ def parse_stream_event(name: str | None, data: dict[str, Any], state: StreamStat
             return [StreamDelta(tool_calls=({"index": state.tool_call_index(data["contentBlockIndex"]), "id": None,
                                              "name": None, "arguments": delta["toolUse"].get("input", "")},))]
     elif name == "messageStop":
+        state.ended = True
         state.finish_reason = _STOP.get(data.get("stopReason") or "end_turn", "stop")
     elif name == "metadata":
         usage = data.get("usage") or {}

@@ -108,6 +108,7 @@ def build_chat(request: dict[str, Any], upstream: Upstream) -> HttpCall:
     return HttpCall("POST", url, headers, orjson.dumps(body))
 
 
+PARSES_TOOL_ARGUMENTS = True
 STREAM_FORMAT = "sse"
 
 
@@ -135,6 +136,7 @@ def parse_stream_event(_: str | None, data: dict[str, Any], state: StreamState) 
         elif part.get("text") and not part.get("thought"):
             deltas.append(StreamDelta(part["text"]))
     if candidate.get("finishReason"):
+        state.ended = True
         finish = _FINISH.get(candidate["finishReason"], "stop")
         state.finish_reason = "tool_calls" if state.tool_index and finish == "stop" else finish
     return deltas

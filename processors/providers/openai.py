@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from processors.providers.base import (
+    DONE,
     ChatResult,
     EmbeddingsResult,
     HttpCall,
@@ -79,8 +80,11 @@ def chat_body(request: dict[str, Any], upstream: Upstream) -> dict[str, Any]:
     return body
 
 
-def parse_stream_event(_: str | None, data: dict[str, Any], state: StreamState) -> list[StreamDelta]:
-    """A `chat.completion.chunk`; the last one (empty choices) carries usage."""
+def parse_stream_event(name: str | None, data: dict[str, Any], state: StreamState) -> list[StreamDelta]:
+    """A `chat.completion.chunk`; the last one (empty choices) carries usage; `[DONE]` ends the stream."""
+    if name == DONE:
+        state.ended = True
+        return []
     if "error" in data:
         error = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
         raise StreamFailed(ProviderError("server_error", str(error.get("message") or error)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 
 import openai
@@ -87,8 +88,9 @@ def test_images_through_openai_and_azure_with_their_cost(providers_gateway: Gate
     assert float(response.headers["x-gateway-cost-usd"]) == pytest.approx(0.08)
 
 
-def test_images_as_base64(providers_gateway: Gateway) -> None:
-    result = sdk(providers_gateway).images.generate(model="dall-e-3", prompt="a lighthouse",
+def test_a_real_size_base64_image_comes_through_kafka(providers_gateway: Gateway) -> None:
+    result = sdk(providers_gateway).images.generate(model="dall-e-3", prompt="a lighthouse", size="1024x1024",
                                                     response_format="b64_json")
 
-    assert result.data[0].b64_json == "iVBORw0KGgo="
+    png = base64.b64decode(result.data[0].b64_json or "")
+    assert png.startswith(b"\x89PNG") and len(png) == 8 + 1024 * 1024  # 1.4 MB of base64, incompressible

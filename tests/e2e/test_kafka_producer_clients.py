@@ -14,7 +14,8 @@ from schemas import codec
 from tests.conftest import Gateway
 
 
-async def ask_over_kafka(bootstrap: str, requests_topic: str, model: str, fallback: list[str]) -> tuple[str, str, dict]:
+async def ask_over_kafka(bootstrap: str, requests_topic: str, model: str, fallback: list[str], **fields: object
+                         ) -> tuple[str, str, dict]:
     reply_topic = f"billing-service-replies-{uuid.uuid4().hex[:6]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -31,7 +32,7 @@ async def ask_over_kafka(bootstrap: str, requests_topic: str, model: str, fallba
             "request_id": str(uuid.uuid4()), "project": "billing", "key_id": "service:billing",
             "received_at_ms": now, "deadline_ms": now + 30_000, "reply_topic": reply_topic,
             "model": model, "fallback": fallback, "max_tokens": 64,
-            "messages": [{"role": "user", "content": "Summarise invoice 42"}],
+            "messages": [{"role": "user", "content": "Summarise invoice 42"}], **fields,
         }
         await producer.send_and_wait(requests_topic, codec.encode("RequestReceived", request), key=b"billing",
                                      headers=codec.headers("RequestReceived"))

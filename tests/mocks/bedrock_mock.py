@@ -158,6 +158,10 @@ async def converse(request: Request, stream: bool = False) -> Response:
         return _error(status, name, f"{name} from the mock")
     await maybe_stall(model)
     result = answer(_conversation(model, body))
+    if stream and model.endswith("-sse-framed"):  # a third-party "Bedrock-compatible" server framing it wrong
+        events = b"".join(b"data: " + orjson.dumps({"contentBlockDelta": {"delta": {"text": w}}}) + b"\n\n"
+                          for w in result.text.split())
+        return Response(events, media_type="text/event-stream")
     if stream:
         return StreamingResponse(_stream(model, result), media_type="application/vnd.amazon.eventstream",
                                  headers={"x-amzn-RequestId": str(uuid.uuid4())})

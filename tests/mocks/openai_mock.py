@@ -10,6 +10,7 @@ with `tool_calls`, the `{"error": {message, type, param, code}}` body, `retry-af
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import time
 import uuid
@@ -39,6 +40,7 @@ API_KEY = os.environ.get("MOCK_OPENAI_API_KEY", "sk-mock-openai")
 AZURE_KEY = os.environ.get("MOCK_AZURE_API_KEY", "azure-mock-key")
 MODELS = ("gpt-4o", "gpt-4o-mini", "o1", "o3")
 stats: Counter[str] = Counter()
+calls: Counter[str] = Counter()  # chat calls per last user text: how often each request reached the upstream
 
 
 def _error(http_status: int, message: str, type_: str | None, code: str | None, headers: dict[str, str] | None = None,
@@ -100,6 +102,7 @@ async def _complete(body: dict[str, Any], model: str) -> Response:
     if model.startswith("missing-"):
         return _error(404, f"The model `{model}` does not exist or you do not have access to it.",
                       "invalid_request_error", "model_not_found")
+    calls[_conversation(model, body).last_user_text] += 1
     status = failure(model)
     if status == 500:
         return _error(500, "The server had an error while processing your request. Sorry about that!",
@@ -175,7 +178,8 @@ async def _stream(model: str, body: dict[str, Any], result: Any) -> AsyncIterato
         usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": completion,
                  "total_tokens": result.prompt_tokens + completion}
         yield b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n"
-    yield b"data: [DONE]\n\n"
+    if not model.endswith("-no-done"):  # `-no-done`: the connection ends without OpenAI's terminal event
+        yield b"data: [DONE]\n\n"
 
 
 async def chat_completions(request: Request) -> Response:
@@ -214,7 +218,10 @@ async def _generate_images(body: dict[str, Any], model: str) -> Response:
     if not body.get("prompt"):
         return _error(400, "'prompt' is a required property", "invalid_request_error", None, param="prompt")
     b64 = body.get("response_format") == "b64_json"
-    data = [{"b64_json": "iVBORw0KGgo=", "revised_prompt": body["prompt"]} if b64 else
+    width, _, height = (body.get("size") or "256x256").partition("x")
+    # A PNG of the asked size is about a byte per pixel and does not compress: random bytes of that size.
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + os.urandom(int(width) * int(height))).decode() if b64 else ""
+    data = [{"b64_json": png, "revised_prompt": body["prompt"]} if b64 else
             {"url": f"https://images.mock/{uuid.uuid4().hex}.png", "revised_prompt": body["prompt"]}
             for _ in range(body.get("n") or 1)]
     return Response(orjson.dumps({"created": int(time.time()), "data": data}), media_type="application/json")
@@ -266,7 +273,7 @@ async def list_models(request: Request) -> Response:
 
 
 async def mock_stats(_: Request) -> Response:
-    return Response(orjson.dumps(dict(stats)), media_type="application/json")
+    return Response(orjson.dumps({**stats, "calls": calls}), media_type="application/json")
 
 
 app = Starlette(routes=[

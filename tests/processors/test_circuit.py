@@ -34,3 +34,21 @@ def test_after_the_cooldown_one_trial_decides() -> None:
     assert breaker.allow(ROUTE, 63)
     breaker.record(ROUTE, True, 63)
     assert breaker.allow(ROUTE, 63.1)
+
+
+def test_a_trial_that_decides_nothing_is_given_back() -> None:
+    breaker = CircuitBreaker(failures=1, cooldown_s=30)
+    breaker.record(ROUTE, False, 0)
+    permit = breaker.allow(ROUTE, 31)
+    assert permit == "trial"
+    breaker.release(ROUTE, permit)  # refused before the call, cancelled, or raised
+    assert breaker.allow(ROUTE, 31.1) == "trial"
+
+
+def test_a_closed_permit_released_does_not_free_another_requests_trial() -> None:
+    breaker = CircuitBreaker(failures=1, cooldown_s=30)
+    closed = breaker.allow(ROUTE, 0)
+    breaker.record(ROUTE, False, 0)
+    assert breaker.allow(ROUTE, 31) == "trial"
+    breaker.release(ROUTE, closed)
+    assert breaker.allow(ROUTE, 31.1) is None

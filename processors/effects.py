@@ -1,0 +1,174 @@
+"""The effects of one request on Kafka: its chunks and reply (to the caller's reply topic), its attempts and
+its usage (the audit trail), produced so that the caller always gets an answer:
+
+- a transient Kafka error (leader moved, broker restarting, timeout) is retried with backoff, a bounded
+  number of times; past that, `EffectsLost` tells the worker to stop without committing, so the
+  request is redelivered to a worker that can reach Kafka;
+- a permanent error on the reply (larger than `kafka.max_message_bytes`, a reply topic that does not
+  exist or may not be written) becomes a small RequestFailed saying why; what cannot reach its reply
+  topic at all goes to the `undeliverable` topic, with a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTopicError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
+
+from infra.config import Settings
+from processors.handler import Outcome, now_ms
+from schemas import codec
+
+log = logging.getLogger("gateway.router")
+
+TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
+NO_DESTINATION = (UnknownTopicOrPartitionError, TopicAuthorizationFailedError, InvalidTopicError)
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0)  # about 8 s in all: a broker restart, a leader election
+
+
+class EffectsLost(Exception):
+    """Kafka stayed unreachable for a request's effects: the worker must stop without committing it."""
+
+
+class Effects:
+    def __init__(self, settings: Settings, replies: AIOKafkaProducer, audit: AIOKafkaProducer) -> None:
+        self._settings = settings
+        self._replies = replies
+        self._audit = audit
+        self._known_topics: set[str] = {settings.topics.replies}
+
+    async def chunk(self, request: dict[str, Any], chunk: dict[str, Any], traceparent: str | None
+                    ) -> asyncio.Future[Any]:
+        """Enqueue one streamed chunk; its delivery is checked with the reply (chunks are never retried
+        one by one: a lost chunk ends the stream with an error instead of a gap)."""
+        return await self._send_reply(request, "ResponseChunk", chunk, traceparent)
+
+    async def emit(self, request: dict[str, Any], outcome: Outcome, traceparent: str | None,
+                   chunks: list[asyncio.Future[Any]]) -> None:
+        """Produce the reply, then the attempts and usage; returns once Kafka holds them all."""
+        if not await self._destination_exists(request["reply_topic"]):
+            await self._undeliverable(request, outcome, traceparent, f"reply topic {request['reply_topic']!r} "
+                                      "does not exist")
+        else:
+            await self._reply(request, outcome, traceparent, chunks)
+        await self._audits(request, outcome, traceparent)
+
+    async def refuse(self, request: dict[str, Any], outcome: Outcome, why: str) -> None:
+        """A request that may not be answered where it asks (a spoofed identity): the refusal goes to the
+        undeliverable topic, never to the reply topic it named."""
+        await self._undeliverable(request, outcome, None, why)
+
+    async def _reply(self, request: dict[str, Any], outcome: Outcome, traceparent: str | None,
+                     chunks: list[asyncio.Future[Any]]) -> None:
+        lost = [r for r in await asyncio.gather(*chunks, return_exceptions=True) if isinstance(r, BaseException)]
+        if lost and outcome.reply_event != "RequestFailed":
+            log.error("request %s: %d chunk(s) could not be produced (%s); ending its stream with an error",
+                      request["request_id"], len(lost), lost[0])
+            _fail(outcome, 502, "stream_interrupted", "part of the stream could not be delivered; retry")
+        # The gateway's own reply topic missing is a broker still starting (transient); a client's is permanent.
+        permanent = TOO_LARGE if request["reply_topic"] == self._settings.topics.replies else (*TOO_LARGE,
+                                                                                           *NO_DESTINATION)
+        try:
+            await _with_retry(lambda: self._send_reply(request, outcome.reply_event, outcome.reply, traceparent),
+                              permanent)
+        except TOO_LARGE as exc:
+            size = len(codec.encode(outcome.reply_event, outcome.reply))
+            log.error("request %s: the %s (%d bytes) does not fit a Kafka record: %s", request["request_id"],
+                      outcome.reply_event, size, exc)
+            _fail(outcome, 502, "response_too_large",
+                  f"the provider's answer ({size} bytes) is larger than this gateway's kafka.max_message_bytes "
+                  f"({self._settings.config.kafka.max_message_bytes}); ask for less (fewer inputs, url instead "
+                  "of b64_json) or raise the limit")
+            await _with_retry(lambda: self._send_reply(request, outcome.reply_event, outcome.reply, traceparent),
+                              permanent)
+        except NO_DESTINATION as exc:
+            await self._undeliverable(request, outcome, traceparent, f"{type(exc).__name__}: {exc}")
+
+    async def _audits(self, request: dict[str, Any], outcome: Outcome, traceparent: str | None) -> None:
+        topics = self._settings.topics
+        key = request["request_id"].encode()
+        # Attempts and usage are not on the caller's path: their producer batches them (linger 5 ms).
+        sends: list[Callable[[], Awaitable[asyncio.Future[Any]]]] = [
+            _sender(self._audit, topics.attempts, "AttemptFinished", attempt, key, traceparent)
+            for attempt in outcome.attempts]
+        if outcome.usage is not None:
+            sends.append(_sender(self._audit, topics.usage, "UsageRecorded", outcome.usage,
+                                 request["project"].encode(), traceparent))
+        for result in await asyncio.gather(*(_with_retry(send) for send in sends), return_exceptions=True):
+            if isinstance(result, EffectsLost):
+                raise result
+            if isinstance(result, BaseException):  # an audit record too large: a bug, not a reason to stop
+                log.error("request %s: an audit record could not be produced: %r", request["request_id"], result)
+
+    async def _send_reply(self, request: dict[str, Any], event: str, record: dict[str, Any],
+                          traceparent: str | None) -> asyncio.Future[Any]:
+        partition = request["reply_partition"] if request["reply_partition"] >= 0 else None
+        return await self._replies.send(
+            request["reply_topic"], codec.encode(event, record), key=request["request_id"].encode(),
+            partition=partition, headers=codec.headers(event, traceparent),
+        )
+
+    async def _undeliverable(self, request: dict[str, Any], outcome: Outcome, traceparent: str | None,
+                             why: str) -> None:
+        log.error("request %s (project %s): its answer cannot go to %r (%s); written to %s",
+                  request["request_id"], request["project"], request["reply_topic"], why,
+                  self._settings.topics.undeliverable)
+        if outcome.reply_event != "RequestFailed":
+            _fail(outcome, 502, "undeliverable", why)
+        else:
+            outcome.reply["message"] = f"{outcome.reply['message']} (undeliverable: {why})"
+        await _with_retry(_sender(self._audit, self._settings.topics.undeliverable, "RequestFailed", outcome.reply,
+                                  request["request_id"].encode(), traceparent))
+
+    async def _destination_exists(self, topic: str) -> bool:
+        """Known topics are cached; an unknown one costs one metadata request (not a 10 s produce wait)."""
+        if topic in self._known_topics:
+            return True
+        metadata = await self._replies.client.fetch_all_metadata()
+        self._known_topics.update(metadata.topics())
+        return topic in self._known_topics
+
+
+def _fail(outcome: Outcome, status: int, code: str, message: str) -> None:
+    """Turn an outcome's reply into a small RequestFailed (its attempts and usage stay as they were)."""
+    request_id, project = outcome.reply["request_id"], outcome.reply["project"]
+    outcome.reply_event = "RequestFailed"
+    outcome.reply = {"request_id": request_id, "project": project, "status": status, "error_type": "api_error",
+                     "code": code, "message": message, "attempts": len(outcome.attempts), "failed_at_ms": now_ms()}
+
+
+def _sender(producer: AIOKafkaProducer, topic: str, event: str, record: dict[str, Any], key: bytes,
+            traceparent: str | None) -> Callable[[], Awaitable[asyncio.Future[Any]]]:
+    payload, headers = codec.encode(event, record), codec.headers(event, traceparent)
+    return lambda: producer.send(topic, payload, key=key, headers=headers)
+
+
+async def _with_retry(send: Callable[[], Awaitable[asyncio.Future[Any]]],
+                      permanent: tuple[type[KafkaError], ...] = TOO_LARGE) -> None:
+    """Send and wait for the broker's acknowledgement; transient errors are retried with backoff,
+    `permanent` ones raise at once, and a retry budget spent raises EffectsLost."""
+    started = time.monotonic()
+    for delay in (*RETRY_DELAYS_S, None):
+        try:
+            await (await send())
+            return
+        except permanent:
+            raise
+        except KafkaError as exc:
+            if delay is None or not (exc.retriable or isinstance(exc, KafkaTimeoutError)):
+                raise EffectsLost(f"{type(exc).__name__}: {exc} (after {time.monotonic() - started:.1f}s)") from exc
+            log.warning("produce failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay)
