@@ -76,7 +76,7 @@ def cmd_ingress(args: argparse.Namespace) -> None:
 
     settings = _settings(args)
     _ensure_topics(settings)
-    app = create_app(settings, args.reply_partition)
+    app = create_app(settings, args.reply_partition, args.instance_id)
     uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
                 log_level=args.log_level, access_log=False, timeout_graceful_shutdown=args.grace_s)
 
@@ -171,7 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     ingress = sub.add_parser("ingress", help="run the HTTP ingress")
     ingress.add_argument("--host", default="127.0.0.1")
     ingress.add_argument("--port", type=int, default=8080)
-    ingress.add_argument("--reply-partition", type=int, default=0, help="the reply partition this instance owns")
+    ingress.add_argument("--reply-partition", type=int, default=None,
+                         help="read this reply partition instead of claiming one (no lease)")
+    ingress.add_argument("--instance-id", help="a restart with the same id takes its reply partition back at once")
     ingress.add_argument("--grace-s", type=float, default=30.0, help="seconds to finish accepted requests on SIGTERM")
     ingress.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "warning"))
     ingress.set_defaults(func=cmd_ingress)

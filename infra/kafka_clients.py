@@ -49,10 +49,10 @@ async def ensure_topics(bootstrap: str, names: TopicNames, replication_factor: i
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(getattr(names, spec.suffix), spec.partitions, replication_factor,
+            NewTopic(names.of(spec), spec.partitions, replication_factor,
                      topic_configs={**spec.config, "max.message.bytes": str(kafka.max_message_bytes)})
             for spec in ALL
-            if getattr(names, spec.suffix) not in existing
+            if names.of(spec) not in existing
         ]
         if wanted:
             try:

@@ -81,11 +81,12 @@ class RouterProbe:
             return False
 
 
-def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
-    if not 0 <= reply_partition < REPLIES.partitions:
+def create_app(settings: Settings, reply_partition: int | None = None, instance_id: str | None = None) -> HotPath:
+    """`reply_partition` None (the default): the instance claims one itself."""
+    if reply_partition is not None and not 0 <= reply_partition < REPLIES.partitions:
         raise ValueError(f"reply partition must be in [0, {REPLIES.partitions - 1}], not {reply_partition}")
     routes = RouteTable(settings.config, load_catalog(settings.config.catalog))
-    bridge = KafkaBridge(settings, reply_partition)
+    bridge = KafkaBridge(settings, reply_partition, instance_id)
     probe = RouterProbe(settings)
     limits = settings.config.ingress
     keys = settings.key_projects
@@ -252,7 +253,8 @@ def create_app(settings: Settings, reply_partition: int = 0) -> HotPath:
     @app.get("/ready")
     async def ready() -> Response:
         checks = {"kafka": bridge.ready, "replies": bridge.reading, "router": await probe.ok()}
-        return Response(orjson.dumps({"ready": all(checks.values()), **checks}),
+        return Response(orjson.dumps({"ready": all(checks.values()), **checks,
+                                      "reply_partition": bridge.reply_partition}),
                         200 if all(checks.values()) else 503, media_type="application/json")
 
     return HotPath(app, {

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import time
+import uuid
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -14,6 +17,7 @@ from aiokafka.errors import KafkaError
 
 from infra import kafka_clients
 from infra.config import Settings
+from ingress.reply_lease import ReplyLease
 from schemas import codec
 
 log = logging.getLogger("gateway.ingress")
@@ -23,10 +27,14 @@ Waiter = asyncio.Future[Reply] | asyncio.Queue[Reply]
 
 
 class KafkaBridge:
-    def __init__(self, settings: Settings, reply_partition: int) -> None:
+    def __init__(self, settings: Settings, reply_partition: int | None, instance_id: str | None = None) -> None:
+        """`reply_partition` None: claim one (`ingress/reply_lease.py`) under `instance_id` (default: a new
+        id, so a restart waits for its old lease to expire instead of taking it back)."""
         self.settings = settings
         self.reply_topic = settings.topics.replies
-        self.reply_partition = reply_partition
+        self.reply_partition = reply_partition if reply_partition is not None else -1
+        self._lease = ReplyLease(settings, instance_id or f"ingress-{uuid.uuid4().hex[:12]}") \
+            if reply_partition is None else None
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._pending: dict[str, Waiter] = {}
@@ -39,6 +47,9 @@ class KafkaBridge:
 
     async def start(self) -> None:
         """Connect (inside the event loop, as aiokafka requires) and take the reply partition."""
+        if self._lease is not None:
+            self.reply_partition = await self._lease.acquire()
+            self._lease.on_lost = self._lease_lost
         kafka = self.settings.config.kafka
         self._producer = kafka_clients.producer(self.settings.bootstrap_servers, kafka=kafka)
         self._consumer = kafka_clients.consumer(self.settings.bootstrap_servers, kafka)
@@ -52,8 +63,16 @@ class KafkaBridge:
         self._reader.add_done_callback(self._reader_ended)
         self.ready = True
 
+    def _lease_lost(self) -> None:
+        """Another instance holds our reply partition (we stalled past the lease): stop taking requests and
+        shut down gracefully; what is in flight is still read until then."""
+        self.ready = False
+        os.kill(os.getpid(), signal.SIGTERM)
+
     async def stop(self) -> None:
         self.ready = False
+        if self._lease is not None:
+            await self._lease.release()
         if self._reader:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -46,7 +46,12 @@ UNDELIVERABLE = TopicSpec(
     config={"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
 )
 
-ALL = (REQUESTS, REPLIES, ATTEMPTS, USAGE, UNDELIVERABLE)
+REPLY_LEASES = TopicSpec(
+    "reply-leases", 1, key="partition", events=("ReplyPartitionClaimed",),
+    config={"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)},
+)
+
+ALL = (REQUESTS, REPLIES, ATTEMPTS, USAGE, UNDELIVERABLE, REPLY_LEASES)
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,11 @@ class TopicNames:
     attempts: str
     usage: str
     undeliverable: str
+    reply_leases: str
+
+    def of(self, spec: TopicSpec) -> str:
+        return str(getattr(self, spec.suffix.replace("-", "_")))
 
     @classmethod
     def for_prefix(cls, prefix: str) -> TopicNames:
-        return cls(**{spec.suffix: prefix + spec.suffix for spec in ALL})
+        return cls(**{spec.suffix.replace("-", "_"): prefix + spec.suffix for spec in ALL})

@@ -117,4 +117,4 @@ def test_openai_sdk_sees_an_unknown_model_as_not_found(gateway: Gateway) -> None
 def test_health_and_readiness(gateway: Gateway) -> None:
     assert httpx.get(gateway.url + "/health").json() == {"status": "ok"}
     assert httpx.get(gateway.url + "/ready").json() == {"ready": True, "kafka": True, "replies": True,
-                                                                "router": True}
+                                                                "router": True, "reply_partition": 0}

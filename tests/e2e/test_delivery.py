@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import codec
+from schemas.topics import REPLIES
 from tests.conftest import Gateway, start_gateway, stop_process, write_config
 from tests.e2e.test_kafka_producer_clients import ask_over_kafka
 from tests.e2e.test_streaming import native_events
@@ -150,8 +151,9 @@ def test_garbage_on_the_reply_partition_does_not_stop_the_ingress(gateway: Gatew
         await producer.start()
         try:
             for headers in ([], codec.headers("ResponseCompleted"), [("event", b"Nonsense"), ("schema-version", b"1")]):
-                await producer.send_and_wait(gateway.topics.replies, b"\xff\xfe\x00garbage", partition=0,
-                                             headers=headers)
+                for partition in range(REPLIES.partitions):
+                    await producer.send_and_wait(gateway.topics.replies, b"\xff\xfe\x00garbage",
+                                                 partition=partition, headers=headers)
         finally:
             await producer.stop()
 

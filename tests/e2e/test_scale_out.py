@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Gateway, stop_process
+from tests.conftest import Gateway, free_port, stop_process, wait_for_port
 from tests.e2e.test_streaming import native_events
 from tests.kafka_events import read_events
 
@@ -57,3 +57,46 @@ def test_a_router_joining_and_leaving_under_load_changes_no_answer(gateway: Gate
     usage = [u for _, u in read_events(gateway.bootstrap, gateway.topics.usage) if u["request_id"] in ids]
     attempts = [a for _, a in read_events(gateway.bootstrap, gateway.topics.attempts) if a["request_id"] in ids]
     assert len(usage) == len(ids) and len(attempts) == len(ids)
+
+
+def _start_ingress(gateway: Gateway, port: int, instance_id: str) -> subprocess.Popen[bytes]:
+    with open(gateway.logs / f"ingress-{instance_id}.log", "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "infra.cli", "ingress", "--port", str(port),
+                                    "--instance-id", instance_id], env=gateway.env, stdout=log, stderr=log)
+    wait_for_port(port, process)
+    return process
+
+
+def _ready(port: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        response = httpx.get(f"http://127.0.0.1:{port}/ready")
+        if response.status_code == 200:
+            return dict(response.json())
+        time.sleep(0.2)
+    raise AssertionError(f"ingress on {port} not ready")
+
+
+def test_ingress_instances_claim_their_own_reply_partitions(gateway: Gateway) -> None:
+    ports = [free_port(), free_port()]
+    first, second = (_start_ingress(gateway, port, f"claims-{i}") for i, port in enumerate(ports))
+    try:
+        partitions = [_ready(port)["reply_partition"] for port in ports]
+        assert len({*partitions, 0}) == 3  # distinct, and not the fixture's own instance's partition 0
+        for port in ports:
+            response = httpx.post(f"http://127.0.0.1:{port}/v1/gateway/chat", headers=gateway.headers(), timeout=30,
+                                  json={"model": "gpt-4o", "messages": [{"role": "user", "content": f"via {port}"}]})
+            assert response.json()["content"] == f"Hello from the mock! You said: via {port}"
+
+        first.send_signal(signal.SIGKILL)  # no tombstone: its lease is still live
+        first.wait()
+        first = _start_ingress(gateway, ports[0], "claims-0")
+        assert _ready(ports[0])["reply_partition"] == partitions[0]  # its own lease, taken back at once
+
+        third_port = free_port()
+        third = _start_ingress(gateway, third_port, "claims-2")
+        assert _ready(third_port)["reply_partition"] not in (0, *partitions)
+        stop_process(third)
+    finally:
+        stop_process(first)
+        stop_process(second)
