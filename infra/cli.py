@@ -8,11 +8,10 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
-import time
 
-import httpx
 from aiokafka.errors import KafkaError
 
 from infra import config as config_module
@@ -77,8 +76,18 @@ def cmd_ingress(args: argparse.Namespace) -> None:
     settings = _settings(args)
     _ensure_topics(settings)
     app = create_app(settings, args.reply_partition, args.instance_id)
-    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
-                log_level=args.log_level, access_log=False, timeout_graceful_shutdown=args.grace_s)
+    config = uvicorn.Config(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
+                            log_level=args.log_level, access_log=False, timeout_graceful_shutdown=args.grace_s)
+    server = uvicorn.Server(config)
+    if not args.reuse_port:
+        server.run()
+        return
+    # Several ingress processes on one port: each binds its own socket, the kernel spreads connections.
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((args.host, args.port))
+    server.run(sockets=[sock])
 
 
 def cmd_check_config(args: argparse.Namespace) -> None:
@@ -87,62 +96,51 @@ def cmd_check_config(args: argparse.Namespace) -> None:
     print(f"{settings.path}: ok; providers enabled: {', '.join(enabled) or 'none'}")
 
 
-def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for child in children:
-            if child.poll() is not None:
-                raise SystemExit(f"gateway: {child.args[3]} exited with {child.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                return
-        time.sleep(0.3)
-    raise SystemExit(f"gateway: not ready within {timeout_s:.0f}s")
+def _example_curl(settings: config_module.Settings, url: str, local: bool) -> str:
+    """A curl that works against this configuration: a key it accepts and a model it can serve."""
+    from processors.catalog import load_catalog
+    from processors.routing import RouteTable
+
+    entry = next((k for k in settings.config.keys if k.resolve()), settings.config.keys[0])
+    key = entry.key if entry.key is not None else f"${entry.key_env}"
+    servable = [t.model for t in RouteTable(settings.config, load_catalog(settings.config.catalog)).servable_models()]
+    model = "smollm2-135m" if local or not servable else servable[0]
+    return (f"curl {url}/v1/gateway/chat -H \"Authorization: Bearer {key}\" -H 'Content-Type: application/json' \\\n"
+            f"  -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": "
+            f"\"Say hello in five words.\"}}], \"max_tokens\": 32}}'")
 
 
 def cmd_up(args: argparse.Namespace) -> None:
-    """Everything on one machine: broker, topics, local model (when no provider key is set), router, ingress."""
+    """Everything on one machine: broker, topics, local model (when no provider key is set), routers, ingress."""
+    from infra.stack import Supervisor, default_counts
+
     settings = _settings(args)
     started_broker = False
     if settings.uses_local_kafka:
         started_broker = not kafka_broker.running()
         kafka_broker.start()
     _ensure_topics(settings)
-    children: list[subprocess.Popen[bytes]] = []
+    ingress, routers = default_counts()
+    supervisor = Supervisor(settings.path, args.host, args.port, args.ingress or ingress, args.routers or routers)
     cloud_keys = [n for n, p in settings.config.providers.items() if p.api_key_env and p.enabled]
     model_note = f"providers with keys: {', '.join(cloud_keys)}"
+    local = None
     if not cloud_keys and "local" in settings.config.providers:
-        children.append(local_model.start())
+        local = local_model.start()
         model_note = "no provider key set: answering with the local SmolLM2-135M (llama.cpp)"
-    base = [sys.executable, "-m", "infra.cli", "--config", str(settings.path)]
-    children.append(subprocess.Popen([*base, "router"]))
-    children.append(subprocess.Popen([*base, "ingress", "--host", args.host, "--port", str(args.port)]))
-    url = f"http://{args.host}:{args.port}"
-    stop = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     try:
-        _wait_ready(url, children[-2:])
-        model = "smollm2-135m" if not cloud_keys else "gpt-4o"
-        print(f"\ngateway ready at {url} ({model_note})\n\n"
-              f"curl {url}/v1/gateway/chat -H 'Authorization: Bearer sk-gateway-dev' "
-              f"-H 'Content-Type: application/json' \\\n"
-              f"  -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": "
-              f"\"Say hello in five words.\"}}], \"max_tokens\": 32}}'\n\nCtrl-C stops it.", flush=True)
-        while not stop and all(c.poll() is None for c in children):
-            time.sleep(0.5)
+        supervisor.start()
+        supervisor.wait_ready()
+        print(f"\ngateway ready at {supervisor.url} ({model_note}; {args.ingress or ingress} ingress, "
+              f"{args.routers or routers} router processes)\n\n{_example_curl(settings, supervisor.url, bool(local))}"
+              "\n\nCtrl-C stops it.", flush=True)
+        supervisor.watch()
     finally:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in reversed(children):
+        supervisor.stop()
+        if local is not None:
+            local.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(30)
+                local.wait(10)
         if started_broker:
             kafka_broker.stop()
 
@@ -155,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     up = sub.add_parser("up", help="run the whole local stack")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8080)
+    up.add_argument("--ingress", type=int, default=0, help="ingress processes on the port (default: cores / 2)")
+    up.add_argument("--routers", type=int, default=0, help="router processes (default: cores / 2)")
     up.set_defaults(func=cmd_up)
 
     kafka = sub.add_parser("kafka", help="the local Kafka broker")
@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     ingress.add_argument("--port", type=int, default=8080)
     ingress.add_argument("--reply-partition", type=int, default=None,
                          help="read this reply partition instead of claiming one (no lease)")
+    ingress.add_argument("--reuse-port", action="store_true", help="share the port with other ingress processes")
     ingress.add_argument("--instance-id", help="a restart with the same id takes its reply partition back at once")
     ingress.add_argument("--grace-s", type=float, default=30.0, help="seconds to finish accepted requests on SIGTERM")
     ingress.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "warning"))

@@ -194,7 +194,7 @@ class RequestHandler:
         for model in [request["model"], *request["fallback"]]:
             target = self._routes.target(model)
             if target is None or not self._routes.servable(model, frozenset(caller_keys)):
-                last = last or (model, ProviderError("not_found", f"model {model} has no configured provider"))
+                last = last or (model, ProviderError("not_found", self._routes.why_not_servable(model)))
                 continue
             route = (target.provider, target.upstream_model)
             tries = 0

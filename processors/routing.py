@@ -21,6 +21,7 @@ class RouteTable:
 
     def __init__(self, config: GatewayConfig, catalog: Catalog) -> None:
         self._enabled = {name: provider.enabled for name, provider in config.providers.items()}  # env read once
+        self._key_envs = {name: provider.api_key_env for name, provider in config.providers.items()}
         self._targets: dict[str, Target] = {}
         for name, info in catalog.models.items():
             self._targets[name] = Target(name, info.provider, info.upstream_model or name, info)
@@ -47,6 +48,21 @@ class RouteTable:
             return False
         enabled = self._enabled.get(target.provider)
         return enabled is not None and (enabled or target.provider in caller_keys)
+
+    def why_not_servable(self, model: str) -> str:
+        """What would make a model answer: the provider to configure or the variable to set, and what
+        answers now."""
+        target = self._targets.get(model)
+        if target is None:
+            return f"the model {model} is unknown"
+        if target.provider not in self._enabled:
+            why = f"the model {model} needs a provider named '{target.provider}' under 'providers' in the configuration"
+        else:
+            variable = self._key_envs.get(target.provider)
+            why = (f"the model {model} is served by provider '{target.provider}', which is enabled by setting "
+                   f"{variable}" if variable else f"provider '{target.provider}' is not enabled")
+        answering = [t.model for t in self.servable_models()]
+        return why + (f"; models that answer now: {', '.join(answering[:5])}" if answering else "")
 
     def servable_models(self) -> list[Target]:
         return [t for name, t in sorted(self._targets.items()) if self.servable(name)]

@@ -118,3 +118,14 @@ def test_health_and_readiness(gateway: Gateway) -> None:
     assert httpx.get(gateway.url + "/health").json() == {"status": "ok"}
     assert httpx.get(gateway.url + "/ready").json() == {"ready": True, "kafka": True, "replies": True,
                                                                 "router": True, "reply_partition": 0}
+
+
+def test_a_model_whose_provider_has_no_key_names_the_variable_and_what_answers(providers_gateway: Gateway) -> None:
+    response = httpx.post(providers_gateway.url + "/v1/gateway/chat", headers=providers_gateway.headers(),
+                          json={"model": "byok-gpt", "messages": [{"role": "user", "content": "Hello!"}]}, timeout=30)
+
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "provider_not_configured"
+    assert "enabled by setting TEST_KEY_NOBODY_SETS" in error["message"]
+    assert "models that answer now: " in error["message"]
