@@ -43,15 +43,22 @@ def cmd_kafka(args: argparse.Namespace) -> None:
 
 def cmd_topics(args: argparse.Namespace) -> None:
     settings = _settings(args)
-    created = asyncio.run(kafka_clients.ensure_topics(settings.bootstrap_servers, settings.topics))
+    created = _create_topics(settings)
     print("created: " + ", ".join(created) if created else "all topics exist")
 
+
+
+def _create_topics(settings: config_module.Settings) -> list[str]:
+    services = settings.config.services.values()
+    return asyncio.run(kafka_clients.ensure_topics(
+        settings.bootstrap_servers, settings.topics, kafka=settings.config.kafka,
+        reply_topics={topic: s.reply_partitions for s in services for topic in s.reply_topics}))
 
 
 def _ensure_topics(settings: config_module.Settings) -> None:
     """Idempotent: every process makes sure the topics it needs exist before it uses them."""
     try:
-        created = asyncio.run(kafka_clients.ensure_topics(settings.bootstrap_servers, settings.topics))
+        created = _create_topics(settings)
     except KafkaError as exc:
         sys.exit(f"gateway: cannot reach Kafka at {settings.bootstrap_servers} ({exc}); "
                  "start it with `gateway kafka start` or set KAFKA_BOOTSTRAP_SERVERS")

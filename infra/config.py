@@ -128,6 +128,16 @@ class Router(_Strict):
     circuit_cooldown_s: float = Field(30.0, gt=0, description="How long an open circuit skips its route.")
 
 
+class Service(_Strict):
+    """A service that sends requests straight onto the requests topic (no HTTP): its requests must say
+    `key_id: service:<name>` and this project, and may only ask for answers on these reply topics (the
+    gateway creates them). Anything else on the requests topic that the ingress did not sign is refused."""
+
+    project: str = Field(min_length=1)
+    reply_topics: list[str] = Field(min_length=1)
+    reply_partitions: int = Field(3, ge=1, description="Partitions of the reply topics the gateway creates.")
+
+
 class Kafka(_Strict):
     """The size chain: a request body fits a record, a record fits what producers send and topics keep."""
 
@@ -145,6 +155,7 @@ class GatewayConfig(_Strict):
     router: Router = Router()
     retry: Retry = Retry()
     kafka: Kafka = Kafka()
+    services: dict[str, Service] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _routes_name_providers(self) -> GatewayConfig:
@@ -170,7 +181,8 @@ class Environment(BaseSettings):
     gateway_config: Path = DEFAULT_CONFIG
     kafka_bootstrap_servers: str | None = None
     gateway_topic_prefix: str = "gw."
-    gateway_secret: str | None = Field(None, description="Encrypts provider keys that callers bring.")
+    gateway_secret: str | None = Field(None, description="Seals provider keys that callers bring; signs requests.")
+    gateway_secret_previous: str | None = Field(None, description="Older secrets, comma-separated: still accepted.")
 
 
 class Settings:
@@ -192,6 +204,18 @@ class Settings:
     @cached_property
     def topics(self) -> TopicNames:
         return TopicNames.for_prefix(self.env.gateway_topic_prefix)
+
+    @property
+    def previous_secrets(self) -> list[str]:
+        return [s.strip() for s in (self.env.gateway_secret_previous or "").split(",") if s.strip()]
+
+    @cached_property
+    def signing_secret(self) -> str:
+        """GATEWAY_SECRET, or on a one-machine stack a secret made once in GATEWAY_HOME (set GATEWAY_SECRET
+        when ingress and routers run on several hosts)."""
+        from infra.secrets import local_secret
+
+        return self.env.gateway_secret or local_secret()
 
     @property
     def router_group(self) -> str:

@@ -42,8 +42,9 @@ def consumer(bootstrap: str, kafka: Kafka = DEFAULTS, **options: object) -> AIOK
 
 
 async def ensure_topics(bootstrap: str, names: TopicNames, replication_factor: int = 1,
-                        kafka: Kafka = DEFAULTS) -> list[str]:
-    """Create the gateway's topics that do not exist yet; returns the names it created."""
+                        kafka: Kafka = DEFAULTS, reply_topics: dict[str, int] | None = None) -> list[str]:
+    """Create the gateway's topics (and its services' reply topics, with their partition counts) that do not
+    exist yet; returns the names it created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gateway-admin")
     await admin.start()
     try:
@@ -53,7 +54,9 @@ async def ensure_topics(bootstrap: str, names: TopicNames, replication_factor: i
                      topic_configs={**spec.config, "max.message.bytes": str(kafka.max_message_bytes)})
             for spec in ALL
             if names.of(spec) not in existing
-        ]
+        ] + [NewTopic(topic, partitions, replication_factor, topic_configs={
+                 "max.message.bytes": str(kafka.max_message_bytes), "retention.ms": str(3600 * 1000)})
+             for topic, partitions in (reply_topics or {}).items() if topic not in existing]
         if wanted:
             try:
                 await admin.create_topics(wanted)

@@ -90,7 +90,8 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
     probe = RouterProbe(settings)
     limits = settings.config.ingress
     keys = settings.key_projects
-    byok = secrets.cipher(settings.env.gateway_secret) if settings.env.gateway_secret else None
+    byok = secrets.ProviderKeySealer(settings.env.gateway_secret, settings.previous_secrets) \
+        if settings.env.gateway_secret else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -131,8 +132,9 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
                                   f"(0, {int(limits.max_timeout_s * 1000)}]", "invalid_timeout")
         return ms / 1000
 
-    def provider_keys(request: Request) -> list[dict[str, str]]:
-        """`x-provider-key-<provider>` headers: the caller's own key for one provider, encrypted at once."""
+    def provider_keys(request: Request, event: dict[str, Any]) -> list[dict[str, str]]:
+        """`x-provider-key-<provider>` headers: the caller's own key for one provider, sealed at once for
+        this request only (its id, project and provider; it expires with the request's deadline)."""
         given = {name[len(PROVIDER_KEY_HEADER):]: value for name, value in request.headers.items()
                  if name.startswith(PROVIDER_KEY_HEADER)}
         if not given:
@@ -144,7 +146,8 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
             if provider not in settings.config.providers:
                 raise invalid_request(f"{PROVIDER_KEY_HEADER}{provider}: no provider named '{provider}'",
                                       "unknown_provider")
-        return [{"provider": p, "ciphertext": byok.encrypt(key.encode()).decode()} for p, key in given.items()]
+        return [{"provider": p, "ciphertext": byok.seal(key, event["request_id"], event["project"], p,
+                                                         event["deadline_ms"])} for p, key in given.items()]
 
     def request_event(request: Request, caller: Caller, body: bodies.Body, capability: str
                       ) -> tuple[dict[str, Any], float]:
@@ -159,7 +162,7 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
                                       "model")
         timeout = timeout_s(request)
         received = time.time_ns() // 1_000_000
-        return {
+        event = {
             "request_id": f"gw-{uuid.uuid4().hex}",
             "project": caller.project,
             "key_id": caller.key_id,
@@ -167,9 +170,10 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
             "deadline_ms": received + int(timeout * 1000),
             "reply_topic": bridge.reply_topic,
             "reply_partition": bridge.reply_partition,
-            "provider_keys": provider_keys(request),
             **fields,
-        }, timeout
+        }
+        event["provider_keys"] = provider_keys(request, event)
+        return event, timeout
 
     def failure(answer: tuple[str, dict[str, Any]] | None, event: dict[str, Any], timeout: float
                 ) -> GatewayError | None:

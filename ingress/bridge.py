@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 
 from infra import kafka_clients
 from infra.config import Settings
+from infra.secrets import SIGNATURE_HEADER, RequestSigner
 from ingress.reply_lease import ReplyLease
 from schemas import codec
 
@@ -33,6 +34,7 @@ class KafkaBridge:
         self.settings = settings
         self.reply_topic = settings.topics.replies
         self.reply_partition = reply_partition if reply_partition is not None else -1
+        self._signer = RequestSigner(settings.signing_secret, settings.previous_secrets)
         self._lease = ReplyLease(settings, instance_id or f"ingress-{uuid.uuid4().hex[:12]}") \
             if reply_partition is None else None
         self._producer: AIOKafkaProducer | None = None
@@ -62,6 +64,10 @@ class KafkaBridge:
         self._reader = asyncio.create_task(self._read_replies())
         self._reader.add_done_callback(self._reader_ended)
         self.ready = True
+
+    def _headers(self, event: str, request: dict[str, Any], traceparent: str | None) -> codec.Headers:
+        """The event's headers and the ingress's signature: the router knows it came through HTTP."""
+        return [*codec.headers(event, traceparent), (SIGNATURE_HEADER, self._signer.sign(request).encode())]
 
     def _lease_lost(self) -> None:
         """Another instance holds our reply partition (we stalled past the lease): stop taking requests and
@@ -102,7 +108,7 @@ class KafkaBridge:
         try:
             await self._producer.send_and_wait(
                 self.settings.topics.requests, codec.encode(event, request),
-                key=request_id.encode(), headers=codec.headers(event, traceparent),
+                key=request_id.encode(), headers=self._headers(event, request, traceparent),
             )
             return await asyncio.wait_for(waiter, timeout_s)
         except TimeoutError:
@@ -119,7 +125,7 @@ class KafkaBridge:
         try:
             await self._producer.send_and_wait(
                 self.settings.topics.requests, codec.encode(event, request),
-                key=request["request_id"].encode(), headers=codec.headers(event, traceparent),
+                key=request["request_id"].encode(), headers=self._headers(event, request, traceparent),
             )
         except BaseException:
             self._pending.pop(request["request_id"], None)

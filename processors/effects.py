@@ -69,7 +69,10 @@ class Effects:
     async def refuse(self, request: dict[str, Any], outcome: Outcome, why: str) -> None:
         """A request that may not be answered where it asks (a spoofed identity): the refusal goes to the
         undeliverable topic, never to the reply topic it named."""
-        await self._undeliverable(request, outcome, None, why)
+        log.warning("refused request %s (project %s, key %s, reply topic %r): %s", request["request_id"],
+                    request["project"], request["key_id"], request["reply_topic"], why)
+        await _with_retry(_sender(self._audit, self._settings.topics.undeliverable, "RequestFailed", outcome.reply,
+                                  request["request_id"].encode(), None))
 
     async def _reply(self, request: dict[str, Any], outcome: Outcome, traceparent: str | None,
                      chunks: list[asyncio.Future[Any]]) -> None:
@@ -95,7 +98,9 @@ class Effects:
             await _with_retry(lambda: self._send_reply(request, outcome.reply_event, outcome.reply, traceparent),
                               permanent)
         except NO_DESTINATION as exc:
-            await self._undeliverable(request, outcome, traceparent, f"{type(exc).__name__}: {exc}")
+            self._known_topics.discard(request["reply_topic"])
+            await self._undeliverable(request, outcome, traceparent,
+                                      f"reply topic {request['reply_topic']!r}: {type(exc).__name__}")
 
     async def _audits(self, request: dict[str, Any], outcome: Outcome, traceparent: str | None) -> None:
         topics = self._settings.topics

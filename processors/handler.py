@@ -160,7 +160,7 @@ class RequestHandler:
         self._routes = routes
         self._upstreams = upstreams
         secret = settings.env.gateway_secret
-        self._cipher = secrets.cipher(secret) if secret else None
+        self._sealer = secrets.ProviderKeySealer(secret, settings.previous_secrets) if secret else None
         router = settings.config.router
         self._breaker = CircuitBreaker(router.circuit_failures, router.circuit_cooldown_s)
         # Keys and per-kind options come from the environment: read once, not on every call.
@@ -170,13 +170,13 @@ class RequestHandler:
         """The provider keys the caller brought, decrypted for this request only."""
         keys: dict[str, str] = {}
         for item in request.get("provider_keys") or ():
-            if self._cipher is None:
+            if self._sealer is None:
                 raise Unsupported(item["provider"], "provider_keys", "this router has no GATEWAY_SECRET")
             try:
-                keys[item["provider"]] = self._cipher.decrypt(item["ciphertext"].encode()).decode()
-            except secrets.InvalidToken:
-                raise Unsupported(item["provider"], "provider_keys", "not encrypted with this gateway's secret") \
-                    from None
+                keys[item["provider"]] = self._sealer.open(item["ciphertext"], request["request_id"],
+                                                           request["project"], item["provider"], now_ms())
+            except secrets.InvalidToken as exc:
+                raise Unsupported(item["provider"], "provider_keys", str(exc)) from None
         return keys
 
     async def handle(self, event: str, request: dict[str, Any], outcome: Outcome, sink: ChunkSink | None = None
@@ -248,6 +248,11 @@ class RequestHandler:
                             f"the gateway failed while handling this request ({type(exc).__name__}); "
                             "it was logged with the request id")
         return self._failed(request, outcome, error, None)
+
+    def refused(self, request: dict[str, Any], why: str) -> Outcome:
+        """A request from an identity that may not ask this (nothing was called, nothing is billed)."""
+        return self._failed(request, Outcome(), ClientError(403, "permission_error", "forbidden", why), None,
+                            record_usage=False)
 
     def expired(self, request: dict[str, Any]) -> Outcome:
         """The caller's deadline passed before the work started: answer so, call nobody."""

@@ -25,10 +25,12 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from infra import kafka_clients
 from infra.config import Settings
+from infra.secrets import SIGNATURE_HEADER
 from processors.admission import Admission
 from processors.catalog import load_catalog
 from processors.effects import Effects, EffectsLost
 from processors.handler import OPERATIONS, Outcome, RequestHandler, now_ms
+from processors.identity import Identities
 from processors.offsets import OffsetTracker
 from processors.routing import RouteTable
 from processors.upstream import Upstreams
@@ -73,6 +75,7 @@ class RouterWorker:
         self._producer = kafka_clients.producer(settings.bootstrap_servers, kafka=kafka)
         self._audit = kafka_clients.producer(settings.bootstrap_servers, linger_ms=5, kafka=kafka)
         self._effects = Effects(settings, self._producer, self._audit)
+        self._identities = Identities(settings)
         self._consumer = kafka_clients.consumer(
             settings.bootstrap_servers, kafka,
             group_id=settings.router_group,
@@ -177,6 +180,11 @@ class RouterWorker:
             self.offsets.done(tp, record.offset)
             return
         request_id = request["request_id"]
+        why = self._identities.refusal(request, codec.header(record.headers, SIGNATURE_HEADER))
+        if why is not None:
+            await self._effects.refuse(request, self._handler.refused(request, why), why)
+            self.offsets.done(tp, record.offset)
+            return
         if request_id in self._running:
             log.warning("request %s at %s@%d is already running here; not starting it twice", request_id, tp,
                         record.offset)

@@ -133,6 +133,9 @@ class Gateway:
     ingress: subprocess.Popen[bytes] | None = None
     extra: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
+    def service_reply_topics(self, service: str = "billing") -> list[str]:
+        return list(yaml.safe_load(Path(self.env["GATEWAY_CONFIG"]).read_text())["services"][service]["reply_topics"])
+
     def headers(self, key: str = GATEWAY_KEY) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
 
@@ -204,6 +207,9 @@ def write_config(path: Path, openai_base: str, extra_providers: dict[str, Any] |
             "no-done": {"provider": "openai", "upstream_model": "gpt-4o-tokens-3-no-done"},
             **(extra_models or {}),
         },
+        # A Kafka-client service; its second reply topic is deleted by a test (a destination gone missing).
+        "services": {"billing": {"project": "billing", "reply_partitions": 1, "reply_topics": [
+            f"billing.replies.{uuid.uuid4().hex[:8]}", f"billing.gone.{uuid.uuid4().hex[:8]}"]}},
         "ingress": {"max_body_bytes": 65536, "request_timeout_s": 30},
         "retry": {"attempts_per_model": 2, "backoff_ms": 20, "max_retry_after_s": 1},
         # The failover tests call always-failing models again and again on purpose: keep their circuits

@@ -84,6 +84,15 @@ def _kafka_request(reply_topic: str, **fields: Any) -> dict[str, Any]:
             "fallback": [], "messages": [{"role": "user", "content": "hello"}], **fields}
 
 
+async def _delete_topic(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
 async def _committed_everything(bootstrap: str, group: str, topic: str, timeout_s: float = 10) -> bool:
     """Has the router's group committed up to the end of every partition of the requests topic?"""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -105,22 +114,23 @@ async def _committed_everything(bootstrap: str, group: str, topic: str, timeout_
         await admin.close()
 
 
-def test_a_reply_topic_that_does_not_exist_is_refused_to_the_undeliverable_topic(gateway: Gateway) -> None:
-    request = _kafka_request("no-such-reply-topic")
+def test_a_reply_topic_that_does_not_exist_goes_to_the_undeliverable_topic(gateway: Gateway) -> None:
+    gone = gateway.service_reply_topics()[1]
+    asyncio.run(_delete_topic(gateway.bootstrap, gone))
+    request = _kafka_request(gone)
     asyncio.run(_produce(gateway.bootstrap, gateway.topics.requests, "RequestReceived", request,
                          request["request_id"].encode()))
 
     refused = gateway.events(gateway.topics.undeliverable, request["request_id"], timeout_s=15)
     assert refused and refused[0]["code"] == "undeliverable"
-    assert "no-such-reply-topic" in refused[0]["message"]
+    assert gone in refused[0]["message"]
     group = gateway.env["GATEWAY_TOPIC_PREFIX"] + "router"
     assert asyncio.run(_committed_everything(gateway.bootstrap, group, gateway.topics.requests))
 
 
 def test_a_request_that_makes_the_handler_raise_is_answered_with_an_internal_error(gateway: Gateway) -> None:
     """A Kafka client's request with a response_format that is not JSON text: the adapter raises."""
-    _, name, reply = asyncio.run(ask_over_kafka(gateway.bootstrap, gateway.topics.requests, "gpt-4o", [],
-                                                response_format_json="{oops"))
+    _, name, reply = asyncio.run(ask_over_kafka(gateway, "gpt-4o", [], response_format_json="{oops"))
 
     assert name == "RequestFailed"
     assert reply["status"] == 500 and reply["code"] == "internal_error"

@@ -1,53 +1,55 @@
 """A service that speaks Kafka, not HTTP: it produces RequestReceived onto the requests topic, naming its
-own reply topic, and reads the same ResponseCompleted the ingress would have turned into JSON."""
+own reply topic, and reads the same ResponseCompleted the ingress would have turned into JSON. Who may
+ask is checked: a request neither signed by an ingress nor from a declared service is refused."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas import codec
-from tests.conftest import Gateway
+from tests.conftest import GATEWAY_KEY, Gateway
 
 
-async def ask_over_kafka(bootstrap: str, requests_topic: str, model: str, fallback: list[str], **fields: object
-                         ) -> tuple[str, str, dict]:
-    reply_topic = f"billing-service-replies-{uuid.uuid4().hex[:6]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(reply_topic, 1, 1)])
-    await admin.close()
+def service_request(reply_topic: str, model: str, fallback: list[str], **fields: Any) -> dict[str, Any]:
+    now = int(time.time() * 1000)
+    return {"request_id": str(uuid.uuid4()), "project": "billing", "key_id": "service:billing",
+            "received_at_ms": now, "deadline_ms": now + 30_000, "reply_topic": reply_topic,
+            "model": model, "fallback": fallback, "max_tokens": 64,
+            "messages": [{"role": "user", "content": "Summarise invoice 42"}], **fields}
 
-    consumer = AIOKafkaConsumer(reply_topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+
+async def ask_over_kafka(gateway: Gateway, model: str, fallback: list[str], **fields: Any
+                         ) -> tuple[str, str, dict[str, Any]]:
+    """Produce a request as the billing service and wait for its answer on billing's reply topic."""
+    reply_topic = gateway.service_reply_topics()[0]
+    consumer = AIOKafkaConsumer(reply_topic, bootstrap_servers=gateway.bootstrap, auto_offset_reset="earliest")
+    producer = AIOKafkaProducer(bootstrap_servers=gateway.bootstrap)
     await consumer.start()
     await producer.start()
     try:
-        now = int(time.time() * 1000)
-        request = {
-            "request_id": str(uuid.uuid4()), "project": "billing", "key_id": "service:billing",
-            "received_at_ms": now, "deadline_ms": now + 30_000, "reply_topic": reply_topic,
-            "model": model, "fallback": fallback, "max_tokens": 64,
-            "messages": [{"role": "user", "content": "Summarise invoice 42"}], **fields,
-        }
-        await producer.send_and_wait(requests_topic, codec.encode("RequestReceived", request), key=b"billing",
-                                     headers=codec.headers("RequestReceived"))
-        message = await asyncio.wait_for(consumer.getone(), 30)
-        name, reply = codec.decode(message.headers, message.value)
-        return request["request_id"], name, reply
+        request = service_request(reply_topic, model, fallback, **fields)
+        await producer.send_and_wait(gateway.topics.requests, codec.encode("RequestReceived", request),
+                                     key=request["request_id"].encode(), headers=codec.headers("RequestReceived"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            message = await asyncio.wait_for(consumer.getone(), 30)
+            name, reply = codec.decode(message.headers, message.value or b"")
+            if reply["request_id"] == request["request_id"]:
+                return request["request_id"], name, reply
+        raise AssertionError("no answer")
     finally:
         await producer.stop()
         await consumer.stop()
 
 
 def test_a_service_producing_onto_kafka_gets_the_same_answer(gateway: Gateway) -> None:
-    request_id, name, reply = asyncio.run(
-        ask_over_kafka(gateway.bootstrap, gateway.topics.requests, "flaky-500", ["gpt-4o"])
-    )
+    request_id, name, reply = asyncio.run(ask_over_kafka(gateway, "flaky-500", ["gpt-4o"]))
 
     assert name == "ResponseCompleted"
     assert reply["request_id"] == request_id
@@ -60,10 +62,63 @@ def test_a_service_producing_onto_kafka_gets_the_same_answer(gateway: Gateway) -
 
 
 def test_a_service_asking_for_an_unservable_model_gets_request_failed(gateway: Gateway) -> None:
-    _, name, reply = asyncio.run(
-        ask_over_kafka(gateway.bootstrap, gateway.topics.requests, "claude-sonnet-4-20250514", [])
-    )
+    _, name, reply = asyncio.run(ask_over_kafka(gateway, "claude-sonnet-4-20250514", []))
 
     assert name == "RequestFailed"
     assert reply["status"] == 503
     assert reply["code"] == "provider_not_configured"
+
+
+async def _produce(gateway: Gateway, request: dict[str, Any], headers: list[tuple[str, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=gateway.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(gateway.topics.requests, codec.encode("RequestReceived", request),
+                                     key=request["request_id"].encode(), headers=headers)
+    finally:
+        await producer.stop()
+
+
+def _spoofs(gateway: Gateway) -> list[tuple[dict[str, Any], str]]:
+    """Requests that pretend: to come through the ingress for a project, or to be a service they are not."""
+    billing_topic = gateway.service_reply_topics()[0]
+    return [
+        ({**service_request(gateway.topics.replies, "gpt-4o", []), "project": "proj-a", "key_id": "a1b2c3",
+          "reply_partition": 0}, "neither signed by an ingress"),
+        (service_request(billing_topic, "gpt-4o", [], key_id="service:payroll"), "no service named 'payroll'"),
+        (service_request(billing_topic, "gpt-4o", [], project="proj-a"), "acts for project 'billing'"),
+        (service_request("someone-elses-topic", "gpt-4o", []), "may be answered on"),
+    ]
+
+
+def test_spoofed_requests_are_refused_to_the_undeliverable_topic_and_never_call_upstream(
+        gateway: Gateway, openai_mock: str) -> None:
+    spoofs = _spoofs(gateway)
+    for i, (request, _) in enumerate(spoofs):
+        request["messages"] = [{"role": "user", "content": f"spoof {request['request_id']} {i}"}]
+        asyncio.run(_produce(gateway, request, codec.headers("RequestReceived")))
+
+    for request, why in spoofs:
+        refused = gateway.events(gateway.topics.undeliverable, request["request_id"], timeout_s=15)
+        assert refused and refused[0]["code"] == "forbidden" and refused[0]["status"] == 403
+        assert why in refused[0]["message"]
+        assert gateway.events(gateway.topics.replies, request["request_id"], timeout_s=0) == []
+        assert gateway.events(gateway.topics.usage, request["request_id"], timeout_s=0) == []
+    calls = httpx.get(openai_mock.removesuffix("/v1") + "/mock/stats").json()["calls"]
+    assert not [text for text in calls if text.startswith("spoof ")]
+
+
+def test_a_forged_ingress_signature_is_refused(gateway: Gateway) -> None:
+    request = {**service_request(gateway.topics.replies, "gpt-4o", []), "project": "proj-a", "key_id": "a1b2c3",
+               "reply_partition": 0}
+    asyncio.run(_produce(gateway, request, [*codec.headers("RequestReceived"), ("gateway-signature", b"00" * 32)]))
+
+    refused = gateway.events(gateway.topics.undeliverable, request["request_id"], timeout_s=15)
+    assert refused and refused[0]["code"] == "forbidden"
+
+
+def test_requests_through_the_ingress_are_signed_and_answered(gateway: Gateway) -> None:
+    response = httpx.post(gateway.url + "/v1/gateway/chat", headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
+                          json={"model": "gpt-4o", "messages": [{"role": "user", "content": "signed"}]}, timeout=30)
+
+    assert response.status_code == 200
