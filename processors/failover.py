@@ -3,6 +3,8 @@ client is told when every attempt has failed."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from infra.config import Retry
@@ -56,6 +58,30 @@ def client_error(provider: str, error: ProviderError) -> ClientError:
     if error.kind == "not_found":
         return ClientError(502, "api_error", "upstream_not_found", f"{provider}: {error.message}")
     return ClientError(502, "api_error", "upstream_unavailable", f"{provider}: {error.message}")
+
+
+_ADDRESSES = re.compile(
+    r"(?:[a-z][a-z0-9+.-]*://[^\s'\"),]+)"              # URLs
+    r"|(?:\b(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?\b)"      # IPv4 addresses, with a port
+    r"|(?:\[?[0-9a-f]*:[0-9a-f:]+\]?:\d{1,5}\b)"           # IPv6 address and port
+    r"|(?:\b[a-z0-9-]+(?:\.[a-z0-9-]+)+:\d{1,5}\b)"        # host:port
+    r"|(?:\blocalhost(?::\d{1,5})?\b)"
+    r"|(?:\bport \d{1,5}\b)",
+    re.IGNORECASE,
+)
+
+
+def redact(message: str, secrets: Iterable[str]) -> str:
+    """What a client may read of an upstream error: no address of the gateway's network (URLs, hosts,
+    ports) and no piece of the gateway's own keys (providers echo a prefix or the last four characters).
+    The full message stays in AttemptFinished, for operators."""
+    out = _ADDRESSES.sub("<upstream>", message)
+    for secret in secrets:
+        if len(secret) < 8:
+            continue
+        for fragment in sorted({secret, secret[:8], secret[-6:], secret[-4:]}, key=len, reverse=True):
+            out = out.replace(fragment, "<redacted>")
+    return out
 
 
 DEADLINE_EXCEEDED = ClientError(504, "api_error", "deadline_exceeded", "the request's deadline passed")

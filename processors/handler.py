@@ -18,7 +18,7 @@ from infra import secrets
 from infra.config import Settings
 from processors.catalog import ModelInfo, cost_usd, image_cost_usd
 from processors.circuit import CircuitBreaker
-from processors.failover import CLIENT_GONE, DEADLINE_EXCEEDED, ClientError, client_error, retry_delay_s
+from processors.failover import CLIENT_GONE, DEADLINE_EXCEEDED, ClientError, client_error, redact, retry_delay_s
 from processors.providers import ADAPTERS
 from processors.providers.base import (
     ChatResult,
@@ -165,6 +165,8 @@ class RequestHandler:
         self._breaker = CircuitBreaker(router.circuit_failures, router.circuit_cooldown_s)
         # Keys and per-kind options come from the environment: read once, not on every call.
         self._credentials = {name: (p.api_key(), p.options()) for name, p in settings.config.providers.items()}
+        self._secrets = [s for key, options in self._credentials.values()
+                         for s in (key, options.get("access_key_id"), options.get("session_token")) if s]
 
     def _caller_keys(self, request: dict[str, Any]) -> dict[str, str]:
         """The provider keys the caller brought, decrypted for this request only."""
@@ -390,7 +392,7 @@ class RequestHandler:
         outcome.reply_event = "RequestFailed"
         outcome.reply = {
             "request_id": request["request_id"], "project": request["project"], "status": error.status,
-            "error_type": error.type, "code": error.code, "message": error.message,
+            "error_type": error.type, "code": error.code, "message": redact(error.message, self._secrets),
             "attempts": len(outcome.attempts), "failed_at_ms": finished,
         }
         if record_usage:

@@ -69,6 +69,10 @@ def test_every_model_failing_answers_502_naming_the_provider(gateway: Gateway) -
     assert error["type"] == "api_error"
     assert error["code"] == "upstream_unavailable"
     assert "refusing" in error["message"]
+    # The client does not learn the gateway's network; operators find it in AttemptFinished.
+    assert "127.0.0.1" not in error["message"] and "<upstream>" in error["message"]
+    attempts = gateway.events(gateway.topics.attempts, response.headers["x-request-id"], expect=4)
+    assert any("127.0.0.1" in (a["error_message"] or "") for a in attempts)
 
 
 def test_upstream_400_is_not_retried_and_reaches_the_client_as_400(gateway: Gateway) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from infra.config import Retry
-from processors.failover import client_error, retry_delay_s
+from processors.failover import client_error, redact, retry_delay_s
 from processors.providers.base import ProviderError
 
 POLICY = Retry(attempts_per_model=3, backoff_ms=100, max_backoff_ms=150, max_retry_after_s=2)
@@ -34,3 +34,16 @@ def test_the_client_sees_its_own_mistakes_as_400_and_the_gateways_as_5xx() -> No
     assert client_error("openai", ProviderError("rate_limited", "slow down", 429)).status == 429
     assert client_error("openai", ProviderError("timeout", "slow")).status == 504
     assert client_error("openai", ProviderError("connection", "refused")).status == 502
+
+
+def test_a_client_never_reads_the_gateways_addresses_or_keys_in_an_upstream_error() -> None:
+    message = ("ClientConnectorError: Cannot connect to host 10.0.3.7:8443 ssl:default; see "
+               "https://internal-llm.corp.example/v1/chat (proxy llm-proxy.corp:3128, localhost:9000). "
+               "Incorrect API key provided: sk-proj-****a1b2c3d4")
+
+    shown = redact(message, ["sk-proj-secretsecreta1b2c3d4"])
+
+    for leak in ("10.0.3.7", "8443", "internal-llm", "corp", "3128", "9000", "a1b2c3d4", "c3d4"):
+        assert leak not in shown
+    assert shown.startswith("ClientConnectorError: Cannot connect to host <upstream>")
+    assert "Incorrect API key provided" in shown
