@@ -10,6 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field
 BUILTIN = Path(__file__).with_name("catalog.yaml")
 
 
+class LongContext(BaseModel):
+    """A price tier for prompts longer than `above_tokens` (Gemini 1.5 doubles its prices past 128k)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    above_tokens: int = Field(gt=0)
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+
+
 class ModelInfo(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -18,7 +29,10 @@ class ModelInfo(BaseModel):
     input_per_mtok: float = Field(0, ge=0)
     output_per_mtok: float = Field(0, ge=0)
     cached_input_per_mtok: float | None = Field(None, ge=0)
-    per_image_usd: float | None = Field(None, ge=0, description="Image models: price of one image.")
+    cache_write_per_mtok: float | None = Field(None, ge=0, description="Anthropic: prompt-cache writes.")
+    long_context: LongContext | None = None
+    per_image_usd: float | None = Field(None, ge=0, description="Image models: one image at the default size.")
+    image_prices: dict[str, float] = Field(default_factory=dict, description="'<quality>:<size>' -> USD per image.")
     context_window: int = Field(gt=0)
     capabilities: tuple[str, ...] = ()
 
@@ -34,13 +48,22 @@ def load_catalog(path: Path | None = None) -> Catalog:
     return Catalog.model_validate(yaml.safe_load((path or BUILTIN).read_text()))
 
 
-def cost_usd(info: ModelInfo, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
-    """List-price cost of one call; cached prompt tokens are billed at the cached-input price."""
-    cached_price = info.input_per_mtok if info.cached_input_per_mtok is None else info.cached_input_per_mtok
-    uncached = max(prompt_tokens - cached_tokens, 0)
-    micro = uncached * info.input_per_mtok + cached_tokens * cached_price + completion_tokens * info.output_per_mtok
+def cost_usd(info: ModelInfo, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0,
+             cache_write_tokens: int = 0) -> float:
+    """List-price cost of one call. `prompt_tokens` counts every input token; of them, cached reads are
+    billed at the cached-input price and cache writes at the cache-write price; a prompt past a long-context
+    tier's threshold is billed at that tier's prices."""
+    tier = info.long_context if info.long_context and prompt_tokens > info.long_context.above_tokens else None
+    rates: ModelInfo | LongContext = tier or info
+    cached_price = rates.input_per_mtok if rates.cached_input_per_mtok is None else rates.cached_input_per_mtok
+    write_price = info.input_per_mtok if info.cache_write_per_mtok is None else info.cache_write_per_mtok
+    uncached = max(prompt_tokens - cached_tokens - cache_write_tokens, 0)
+    micro = (uncached * rates.input_per_mtok + cached_tokens * cached_price + cache_write_tokens * write_price
+             + completion_tokens * rates.output_per_mtok)
     return round(micro / 1_000_000, 10)
 
 
-def image_cost_usd(info: ModelInfo, images: int) -> float:
-    return round((info.per_image_usd or 0.0) * images, 10)
+def image_cost_usd(info: ModelInfo, images: int, size: str | None = None, quality: str | None = None) -> float:
+    """Images are priced by size and quality where the catalog says so (DALL-E 3 HD at 1792x1024: $0.12)."""
+    price = info.image_prices.get(f"{quality or 'standard'}:{size or '1024x1024'}", info.per_image_usd or 0.0)
+    return round(price * images, 10)

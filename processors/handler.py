@@ -60,7 +60,7 @@ class Operation:
     reply_event: str
     reply_fields: Callable[[Any], dict[str, Any]]
     tokens: Callable[[Any], Tokens]
-    cost: Callable[[ModelInfo, Any], float]
+    cost: Callable[[ModelInfo, Any, dict[str, Any]], float]  # (catalog entry, result, request)
 
 
 def _chat_fields(r: ChatResult) -> dict[str, Any]:
@@ -74,14 +74,22 @@ OPERATIONS = {
     "RequestReceived": Operation(
         "chat", "ResponseCompleted", _chat_fields,
         lambda r: Tokens(r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens),
-        lambda info, r: cost_usd(info, r.prompt_tokens, r.completion_tokens, r.cached_tokens)),
+        lambda info, r, _: cost_usd(info, r.prompt_tokens, r.completion_tokens, r.cached_tokens,
+                                    r.cache_write_tokens)),
     "EmbeddingsRequested": Operation(
         "embeddings", "EmbeddingsCompleted", lambda r: {"embeddings": r.vectors, "prompt_tokens": r.prompt_tokens},
-        lambda r: Tokens(r.prompt_tokens), lambda info, r: cost_usd(info, r.prompt_tokens, 0)),
+        lambda r: Tokens(r.prompt_tokens), lambda info, r, _: cost_usd(info, r.prompt_tokens, 0)),
     "ImagesRequested": Operation(
         "images", "ImagesCompleted", lambda r: {"created": r.created, "images": r.images},
-        lambda r: Tokens(), lambda info, r: image_cost_usd(info, len(r.images))),
+        lambda r: Tokens(),
+        lambda info, r, request: image_cost_usd(info, len(r.images), request.get("size"), request.get("quality"))),
 }
+
+
+def estimated_tokens(text: str) -> int:
+    """Tokens of text a provider generated but did not count (a stream cut before its usage): the usual
+    estimate of four characters a token, used only where the provider reported nothing."""
+    return (len(text) + 3) // 4
 
 
 def merge_tool_fragments(fragments: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
@@ -111,6 +119,7 @@ class Stream:
     ttft_ms: float | None = None
     content: list[str] = field(default_factory=list)
     tool_calls: dict[int, dict[str, str]] = field(default_factory=dict)
+    state: StreamState = field(default_factory=StreamState)  # what the provider reported, this attempt
 
     @property
     def started(self) -> bool:
@@ -135,12 +144,19 @@ class Stream:
         })
         self.seq += 1
 
-    def result(self, state: StreamState) -> ChatResult:
+    def generated_tokens(self) -> int:
+        """Completion tokens as the provider reported them, else estimated from what was generated."""
+        made = "".join(self.content) + "".join(c["name"] + c["arguments"] for c in self.tool_calls.values())
+        return self.state.completion_tokens or estimated_tokens(made)
+
+    def result(self) -> ChatResult:
         calls = tuple(self.tool_calls[i] for i in sorted(self.tool_calls))
+        state = self.state
         return ChatResult(
             content="".join(self.content), finish_reason=state.finish_reason or ("tool_calls" if calls else "stop"),
-            prompt_tokens=state.prompt_tokens, completion_tokens=state.completion_tokens or self.seq,
+            prompt_tokens=state.prompt_tokens, completion_tokens=self.generated_tokens(),
             cached_tokens=state.cached_tokens, reasoning_tokens=state.reasoning_tokens, tool_calls=calls,
+            cache_write_tokens=state.cache_write_tokens,
         )
 
 
@@ -314,7 +330,7 @@ class RequestHandler:
         response = await self._upstreams.open(target.provider, call, timeout_s, stream=True)
         if isinstance(response, ProviderError):
             return response
-        state = StreamState()
+        state = stream.state = StreamState()
         try:
             if response.status != 200:
                 headers = {k.lower(): v for k, v in response.headers.items()}
@@ -331,7 +347,7 @@ class RequestHandler:
                                       merge_tool_fragments([c for d in deltas for c in d.tool_calls]))
             if not state.ended:
                 return ProviderError("connection", "the stream ended before the provider's terminal event", 200)
-            result = stream.result(state)
+            result = stream.result()
             await stream.emit(target, "", (), result.finish_reason)
             return result
         except StreamFailed as exc:
@@ -369,7 +385,7 @@ class RequestHandler:
         stream: Stream | None = None,
     ) -> Outcome:
         finished = now_ms()
-        cost = operation.cost(target.info, result) if target.info else 0.0
+        cost = operation.cost(target.info, result, request) if target.info else 0.0
         latency = float(finished - request["received_at_ms"])
         outcome.reply_event = operation.reply_event
         outcome.reply = {
@@ -399,10 +415,16 @@ class RequestHandler:
             last = outcome.attempts[-1] if outcome.attempts else None
             model = last["model"] if last else (target.model if target else request["model"])
             provider = last["provider"] if last else (target.provider if target else "")
-            # A stream cut short still used what it generated: one token per chunk sent, at list price.
-            made = Tokens(completion=stream.seq) if stream and stream.started else Tokens()
+            # A stream cut short or cancelled still used its prompt (as the provider reported it) and what it
+            # generated (the provider's count, else an estimate from the text), at list price.
+            made, cost = Tokens(), 0.0
             info = target.info if target else None
-            cost = cost_usd(info, 0, made.completion) if info else 0.0
+            if stream and stream.started:
+                state = stream.state
+                made = Tokens(state.prompt_tokens, stream.generated_tokens(), state.cached_tokens,
+                              state.reasoning_tokens)
+                cost = cost_usd(info, made.prompt, made.completion, made.cached, state.cache_write_tokens) \
+                    if info else 0.0
             outcome.usage = self._usage(request, outcome, model, provider, "error", error.code, made, cost,
                                         float(finished - request["received_at_ms"]), stream.ttft_ms if stream else None)
         return outcome

@@ -282,6 +282,9 @@ def providers_gateway(bootstrap: str, openai_mock: str, anthropic_mock: str, gem
             "azure-filtered": {"provider": "azure", "upstream_model": "deployment-content-filter"},
             "byok-gpt": {"provider": "openai-byok", "upstream_model": "gpt-4o-mini"},
             "bedrock-sse-framed": {"provider": "bedrock", "upstream_model": "claude-sse-framed"},
+            "claude-3-5-haiku-20241022": {"provider": "anthropic", "upstream_model": "claude-3-5-haiku-20241022"},
+            # A catalog model (so it has a price) whose streams the mock cuts after 3 tokens.
+            "claude-opus-4-20250514": {"provider": "anthropic", "upstream_model": "claude-opus-cut-after-3"},
         },
     )
     gateway = start_gateway(bootstrap, config, logs, {

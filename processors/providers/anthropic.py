@@ -117,8 +117,8 @@ def parse_stream_event(name: str | None, data: dict[str, Any], state: StreamStat
     if kind == "message_start":
         usage = data["message"].get("usage") or {}
         state.cached_tokens = int(usage.get("cache_read_input_tokens") or 0)
-        state.prompt_tokens = (int(usage.get("input_tokens") or 0) + state.cached_tokens
-                               + int(usage.get("cache_creation_input_tokens") or 0))
+        state.cache_write_tokens = int(usage.get("cache_creation_input_tokens") or 0)
+        state.prompt_tokens = int(usage.get("input_tokens") or 0) + state.cached_tokens + state.cache_write_tokens
     elif kind == "content_block_start" and data["content_block"]["type"] == "tool_use":
         block = data["content_block"]
         return [StreamDelta(tool_calls=({"index": state.tool_call_index(data["index"]), "id": block["id"],
@@ -156,6 +156,7 @@ def parse_chat(body: dict[str, Any]) -> ChatResult:
         prompt_tokens=int(usage.get("input_tokens") or 0) + cache_read + cache_write,
         completion_tokens=int(usage.get("output_tokens") or 0),
         cached_tokens=cache_read,
+        cache_write_tokens=cache_write,
         tool_calls=calls,
         upstream_id=body.get("id"),
     )

@@ -51,6 +51,7 @@ class ChatResult:
     reasoning_tokens: int = 0
     tool_calls: tuple[dict[str, str], ...] = ()
     upstream_id: str | None = None
+    cache_write_tokens: int = 0  # of prompt_tokens, written to the provider's prompt cache (Anthropic)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class StreamState:
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
     finish_reason: str | None = None
     tool_index: dict[Any, int] = field(default_factory=dict)
     ended: bool = False  # the provider's terminal event came: a stream that stops before it was cut

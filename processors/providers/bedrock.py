@@ -166,7 +166,8 @@ def parse_stream_event(name: str | None, data: dict[str, Any], state: StreamStat
     elif name == "metadata":
         usage = data.get("usage") or {}
         state.cached_tokens = int(usage.get("cacheReadInputTokens") or 0)
-        state.prompt_tokens = int(usage.get("inputTokens") or 0) + state.cached_tokens
+        state.cache_write_tokens = int(usage.get("cacheWriteInputTokens") or 0)
+        state.prompt_tokens = int(usage.get("inputTokens") or 0) + state.cached_tokens + state.cache_write_tokens
         state.completion_tokens = int(usage.get("outputTokens") or 0)
     return []
 
@@ -180,9 +181,11 @@ def parse_chat(body: dict[str, Any]) -> ChatResult:
     return ChatResult(
         content="".join(b["text"] for b in content if "text" in b),
         finish_reason=_STOP.get(body.get("stopReason") or "end_turn", "stop"),
-        prompt_tokens=int(usage.get("inputTokens") or 0) + int(usage.get("cacheReadInputTokens") or 0),
+        prompt_tokens=(int(usage.get("inputTokens") or 0) + int(usage.get("cacheReadInputTokens") or 0)
+                       + int(usage.get("cacheWriteInputTokens") or 0)),
         completion_tokens=int(usage.get("outputTokens") or 0),
         cached_tokens=int(usage.get("cacheReadInputTokens") or 0),
+        cache_write_tokens=int(usage.get("cacheWriteInputTokens") or 0),
         tool_calls=calls,
     )
 

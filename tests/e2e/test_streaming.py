@@ -110,6 +110,7 @@ def test_an_upstream_error_after_the_first_token_ends_the_stream_with_an_error(g
     assert events[-1][1]["error"]["code"] == "upstream_unavailable"
     usage = gateway.events(gateway.topics.usage, events[0][1]["id"])[0]
     assert (usage["status"], usage["attempts"]) == ("error", 1)  # no failover once tokens went out
+    assert usage["completion_tokens"] == 4  # "Hello from the ": no count from the provider, 4 chars a token
 
     with pytest.raises(openai.APIError):
         for _ in sdk(gateway).chat.completions.create(model="cut-stream", stream=True,
@@ -135,3 +136,19 @@ def test_a_client_that_leaves_stops_the_upstream_within_a_second(gateway: Gatewa
     assert usage["ttft_ms"] is not None
     attempt = gateway.events(gateway.topics.attempts, request_id)[0]
     assert (attempt["outcome"], attempt["error_kind"]) == ("error", "cancelled")
+
+
+def test_a_cut_stream_bills_the_prompt_the_provider_reported_and_the_text_generated(
+        providers_gateway: Gateway) -> None:
+    from processors.catalog import cost_usd, load_catalog
+
+    events = native_events(providers_gateway, {"model": "claude-opus-4-20250514",
+                                               "messages": [{"role": "user", "content": "one two three"}]})
+
+    assert events[-1][0] == "error"
+    usage = providers_gateway.events(providers_gateway.topics.usage, events[0][1]["id"])[0]
+    assert usage["prompt_tokens"] > 0  # Anthropic's message_start counted the prompt before the cut
+    assert usage["completion_tokens"] == 4  # "Hello from the "
+    opus = load_catalog().models["claude-opus-4-20250514"]
+    assert usage["cost_usd"] > 0
+    assert usage["cost_usd"] == pytest.approx(cost_usd(opus, usage["prompt_tokens"], 4))
