@@ -22,9 +22,16 @@ DEFAULTS = Kafka()
 
 
 def producer(bootstrap: str, linger_ms: int = 0, kafka: Kafka = DEFAULTS) -> AIOKafkaProducer:
-    """linger 0 (the default): a record leaves as soon as it is sent; acks=all: a record survives a broker."""
+    """linger 0 (the default): a record leaves as soon as it is sent; acks=all: a record survives a broker.
+
+    Not idempotent: aiokafka's idempotent producer never recovers from a broker restart (it keeps its
+    producer id and sequence numbers, the broker answers OutOfOrderSequenceNumber forever; aio-libs/aiokafka
+    #1017, reproduced here: no send succeeded in 40 s after a 10 s outage, against 0.08 s without
+    idempotence). A retried send may so be written twice; every consumer is idempotent by id instead (the
+    router skips a request id it runs or answered, the ingress drops a second answer, usage is keyed by
+    event id). aiokafka keeps one request in flight per broker, so retries keep a partition's order."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all", enable_idempotence=True,
+        bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all", enable_idempotence=False,
         request_timeout_ms=10000, client_id="gateway", max_request_size=kafka.max_message_bytes,
         compression_type=None if kafka.compression == "none" else kafka.compression,
     )

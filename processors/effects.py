@@ -1,9 +1,9 @@
 """The effects of one request on Kafka: its chunks and reply (to the caller's reply topic), its attempts and
 its usage (the audit trail), produced so that the caller always gets an answer:
 
-- a transient Kafka error (leader moved, broker restarting, timeout) is retried with backoff, a bounded
-  number of times; past that, `EffectsLost` tells the worker to stop without committing, so the
-  request is redelivered to a worker that can reach Kafka;
+- a transient Kafka error (leader moved, broker restarting, timeout) is retried with backoff (0.2 s
+  doubling to 2 s) for up to `router.effects_retry_s`; past that, `EffectsLost` tells the worker to stop
+  without committing, so the request is redelivered to a worker that can reach Kafka;
 - a permanent error on the reply (larger than `kafka.max_message_bytes`, a reply topic that does not
   exist or may not be written) becomes a small RequestFailed saying why; what cannot reach its reply
   topic at all goes to the `undeliverable` topic, with a log line.
@@ -36,7 +36,6 @@ log = logging.getLogger("gateway.router")
 
 TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
 NO_DESTINATION = (UnknownTopicOrPartitionError, TopicAuthorizationFailedError, InvalidTopicError)
-RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0)  # about 8 s in all: a broker restart, a leader election
 
 
 class EffectsLost(Exception):
@@ -49,6 +48,7 @@ class Effects:
         self._replies = replies
         self._audit = audit
         self._known_topics: set[str] = {settings.topics.replies}
+        self._budget_s = settings.config.router.effects_retry_s
 
     async def chunk(self, request: dict[str, Any], chunk: dict[str, Any], traceparent: str | None
                     ) -> asyncio.Future[Any]:
@@ -72,7 +72,7 @@ class Effects:
         log.warning("refused request %s (project %s, key %s, reply topic %r): %s", request["request_id"],
                     request["project"], request["key_id"], request["reply_topic"], why)
         await _with_retry(_sender(self._audit, self._settings.topics.undeliverable, "RequestFailed", outcome.reply,
-                                  request["request_id"].encode(), None))
+                                  request["request_id"].encode(), None), self._budget_s)
 
     async def _reply(self, request: dict[str, Any], outcome: Outcome, traceparent: str | None,
                      chunks: list[asyncio.Future[Any]]) -> None:
@@ -86,7 +86,7 @@ class Effects:
                                                                                            *NO_DESTINATION)
         try:
             await _with_retry(lambda: self._send_reply(request, outcome.reply_event, outcome.reply, traceparent),
-                              permanent)
+                              self._budget_s, permanent)
         except TOO_LARGE as exc:
             size = len(codec.encode(outcome.reply_event, outcome.reply))
             log.error("request %s: the %s (%d bytes) does not fit a Kafka record: %s", request["request_id"],
@@ -96,7 +96,7 @@ class Effects:
                   f"({self._settings.config.kafka.max_message_bytes}); ask for less (fewer inputs, url instead "
                   "of b64_json) or raise the limit")
             await _with_retry(lambda: self._send_reply(request, outcome.reply_event, outcome.reply, traceparent),
-                              permanent)
+                              self._budget_s, permanent)
         except NO_DESTINATION as exc:
             self._known_topics.discard(request["reply_topic"])
             await self._undeliverable(request, outcome, traceparent,
@@ -112,7 +112,8 @@ class Effects:
         if outcome.usage is not None:
             sends.append(_sender(self._audit, topics.usage, "UsageRecorded", outcome.usage,
                                  request["project"].encode(), traceparent))
-        for result in await asyncio.gather(*(_with_retry(send) for send in sends), return_exceptions=True):
+        results = await asyncio.gather(*(_with_retry(send, self._budget_s) for send in sends), return_exceptions=True)
+        for result in results:
             if isinstance(result, EffectsLost):
                 raise result
             if isinstance(result, BaseException):  # an audit record too large: a bug, not a reason to stop
@@ -136,7 +137,7 @@ class Effects:
         else:
             outcome.reply["message"] = f"{outcome.reply['message']} (undeliverable: {why})"
         await _with_retry(_sender(self._audit, self._settings.topics.undeliverable, "RequestFailed", outcome.reply,
-                                  request["request_id"].encode(), traceparent))
+                                  request["request_id"].encode(), traceparent), self._budget_s)
 
     async def _destination_exists(self, topic: str) -> bool:
         """Known topics are cached; an unknown one costs one metadata request (not a 10 s produce wait)."""
@@ -161,19 +162,22 @@ def _sender(producer: AIOKafkaProducer, topic: str, event: str, record: dict[str
     return lambda: producer.send(topic, payload, key=key, headers=headers)
 
 
-async def _with_retry(send: Callable[[], Awaitable[asyncio.Future[Any]]],
+async def _with_retry(send: Callable[[], Awaitable[asyncio.Future[Any]]], budget_s: float,
                       permanent: tuple[type[KafkaError], ...] = TOO_LARGE) -> None:
     """Send and wait for the broker's acknowledgement; transient errors are retried with backoff,
     `permanent` ones raise at once, and a retry budget spent raises EffectsLost."""
     started = time.monotonic()
-    for delay in (*RETRY_DELAYS_S, None):
+    delay = 0.2
+    while True:
         try:
             await (await send())
             return
         except permanent:
             raise
         except KafkaError as exc:
-            if delay is None or not (exc.retriable or isinstance(exc, KafkaTimeoutError)):
-                raise EffectsLost(f"{type(exc).__name__}: {exc} (after {time.monotonic() - started:.1f}s)") from exc
+            waited = time.monotonic() - started
+            if waited + delay > budget_s or not (exc.retriable or isinstance(exc, KafkaTimeoutError)):
+                raise EffectsLost(f"{type(exc).__name__}: {exc} (after {waited:.1f}s)") from exc
             log.warning("produce failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
             await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)

@@ -86,12 +86,6 @@ OPERATIONS = {
 }
 
 
-def estimated_tokens(text: str) -> int:
-    """Tokens of text a provider generated but did not count (a stream cut before its usage): the usual
-    estimate of four characters a token, used only where the provider reported nothing."""
-    return (len(text) + 3) // 4
-
-
 def merge_tool_fragments(fragments: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
     """Consecutive fragments of one tool call (same index) as one: first id and name, arguments joined."""
     merged: list[dict[str, Any]] = []
@@ -120,6 +114,7 @@ class Stream:
     content: list[str] = field(default_factory=list)
     tool_calls: dict[int, dict[str, str]] = field(default_factory=dict)
     state: StreamState = field(default_factory=StreamState)  # what the provider reported, this attempt
+    deltas: int = 0  # the provider's stream events that carried text or tool-call pieces: about a token each
 
     @property
     def started(self) -> bool:
@@ -145,9 +140,9 @@ class Stream:
         self.seq += 1
 
     def generated_tokens(self) -> int:
-        """Completion tokens as the provider reported them, else estimated from what was generated."""
-        made = "".join(self.content) + "".join(c["name"] + c["arguments"] for c in self.tool_calls.values())
-        return self.state.completion_tokens or estimated_tokens(made)
+        """Completion tokens as the provider reported them, else the provider's text-bearing events (servers
+        send a token an event; several events may leave as one chunk, so chunks would undercount)."""
+        return self.state.completion_tokens or self.deltas
 
     def result(self) -> ChatResult:
         calls = tuple(self.tool_calls[i] for i in sorted(self.tool_calls))
@@ -331,6 +326,7 @@ class RequestHandler:
         if isinstance(response, ProviderError):
             return response
         state = stream.state = StreamState()
+        stream.deltas = 0
         try:
             if response.status != 200:
                 headers = {k.lower(): v for k, v in response.headers.items()}
@@ -342,6 +338,7 @@ class RequestHandler:
             async for batch in STREAM_READERS[adapter.STREAM_FORMAT](response):
                 # What one network read brought leaves as one chunk: a burst of tokens is one event, not many.
                 deltas = [d for name, data in batch for d in adapter.parse_stream_event(name, data, state)]
+                stream.deltas += len(deltas)
                 if deltas:
                     await stream.emit(target, "".join(d.content for d in deltas),
                                       merge_tool_fragments([c for d in deltas for c in d.tool_calls]))

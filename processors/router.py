@@ -67,6 +67,7 @@ class RouterWorker:
         self._chunks: dict[str, list[asyncio.Future[Any]]] = {}
         self._abandoned: set[asyncio.Task[None]] = set()
         self._cancelled: OrderedDict[str, None] = OrderedDict()  # cancels that came before their request
+        self._answered: OrderedDict[str, None] = OrderedDict()  # recent answers: a record written twice runs once
         self._stopping = asyncio.Event()
         self._upstreams = Upstreams(settings.config.providers)
         routes = RouteTable(settings.config, load_catalog(settings.config.catalog))
@@ -185,9 +186,9 @@ class RouterWorker:
             await self._effects.refuse(request, self._handler.refused(request, why), why)
             self.offsets.done(tp, record.offset)
             return
-        if request_id in self._running:
-            log.warning("request %s at %s@%d is already running here; not starting it twice", request_id, tp,
-                        record.offset)
+        if request_id in self._running or request_id in self._answered:
+            log.warning("request %s at %s@%d is already running or answered here; not running it twice",
+                        request_id, tp, record.offset)
             self.offsets.done(tp, record.offset)
             return
         traceparent = codec.header(record.headers, codec.TRACEPARENT_HEADER)
@@ -204,6 +205,9 @@ class RouterWorker:
             return
         await self._effects.emit(request, outcome, traceparent, self._chunks.pop(request_id, []))
         self.offsets.done(tp, record.offset)
+        self._answered[request_id] = None
+        if len(self._answered) > 100_000:
+            self._answered.popitem(last=False)
 
     async def _outcome(self, event: str, request: dict[str, Any], traceparent: str | None) -> Outcome:
         request_id = request["request_id"]
