@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 
 from infra import secrets
 from infra.config import Settings
-from ingress import answers, bodies, streams
+from ingress import answers, bodies, openapi, streams
 from ingress.auth import Caller, authenticate
 from ingress.bridge import KafkaBridge
 from ingress.errors import GatewayError, install, invalid_request
@@ -104,6 +104,7 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
 
     app = FastAPI(title="Kafka AI Gateway", lifespan=lifespan)
     install(app)
+    openapi.install(app)
 
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -243,7 +244,7 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
             return _json(render(answer[1], body), answers.gateway_headers(answer[1]))
         return handler
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses={401: openapi.error_response("missing or wrong gateway key")})
     async def models(request: Request) -> Response:
         authenticate(request.headers.get("authorization"), keys)
         data = [{"id": t.model, "object": "model", "created": 0, "owned_by": t.provider}
@@ -254,7 +255,7 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
     async def health() -> Response:
         return _json({"status": "ok"})
 
-    @app.get("/ready")
+    @app.get("/ready", responses={503: {"description": "not ready: the same body, naming what is not"}})
     async def ready() -> Response:
         checks = {"kafka": bridge.ready, "replies": bridge.reading, "router": await probe.ok()}
         return Response(orjson.dumps({"ready": all(checks.values()), **checks,

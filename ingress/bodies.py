@@ -218,8 +218,9 @@ class ImagesBody(_Body):
     model: str = "dall-e-3"
     prompt: str = Field(min_length=1)
     n: Annotated[int, Field(ge=1, le=10)] = 1
-    size: str | None = None
-    quality: str | None = None
+    size: Literal["256x256", "512x512", "1024x1024", "1792x1024", "1024x1792", "1536x1024", "1024x1536",
+                  "auto"] | None = None
+    quality: Literal["standard", "hd", "low", "medium", "high", "auto"] | None = None
     response_format: Literal["url", "b64_json"] | None = None
     user: str | None = None
 

@@ -71,16 +71,18 @@ _ADDRESSES = re.compile(
 )
 
 
+_MASKED_KEY = re.compile(r"[\w-]{0,16}[*•]{3,}[\w-]{0,16}")  # how providers echo a key: sk-****abcd
+
+
 def redact(message: str, secrets: Iterable[str]) -> str:
     """What a client may read of an upstream error: no address of the gateway's network (URLs, hosts,
-    ports) and no piece of the gateway's own keys (providers echo a prefix or the last four characters).
-    The full message stays in AttemptFinished, for operators."""
-    out = _ADDRESSES.sub("<upstream>", message)
+    ports) and no piece of the gateway's own keys (a key itself, its first eight characters, or a key as
+    providers echo it, masked but for a few characters). AttemptFinished keeps the full message."""
+    out = _MASKED_KEY.sub("<redacted>", _ADDRESSES.sub("<upstream>", message))
     for secret in secrets:
-        if len(secret) < 8:
-            continue
-        for fragment in sorted({secret, secret[:8], secret[-6:], secret[-4:]}, key=len, reverse=True):
-            out = out.replace(fragment, "<redacted>")
+        for fragment in (secret, secret[:8]) if len(secret) >= 12 else (secret,):
+            if len(fragment) >= 8:
+                out = out.replace(fragment, "<redacted>")
     return out
 
 

@@ -40,6 +40,7 @@ API_KEY = os.environ.get("MOCK_OPENAI_API_KEY", "sk-mock-openai")
 AZURE_KEY = os.environ.get("MOCK_AZURE_API_KEY", "azure-mock-key")
 MODELS = ("gpt-4o", "gpt-4o-mini", "o1", "o3")
 stats: Counter[str] = Counter()
+IMAGE_SIZES = {"dall-e-2": ("256x256", "512x512", "1024x1024"), "dall-e-3": ("1024x1024", "1792x1024", "1024x1792")}
 calls: Counter[str] = Counter()  # chat calls per last user text: how often each request reached the upstream
 
 
@@ -217,8 +218,12 @@ async def _embed(body: dict[str, Any], model: str) -> Response:
 async def _generate_images(body: dict[str, Any], model: str) -> Response:
     if not body.get("prompt"):
         return _error(400, "'prompt' is a required property", "invalid_request_error", None, param="prompt")
+    size = body.get("size") or "1024x1024"
+    if size not in IMAGE_SIZES.get(model, IMAGE_SIZES["dall-e-3"]):
+        return _error(400, f"Invalid size '{size}' for {model}.", "invalid_request_error", "invalid_value",
+                      param="size")
     b64 = body.get("response_format") == "b64_json"
-    width, _, height = (body.get("size") or "256x256").partition("x")
+    width, _, height = size.partition("x")
     # A PNG of the asked size is about a byte per pixel and does not compress: random bytes of that size.
     png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + os.urandom(int(width) * int(height))).decode() if b64 else ""
     data = [{"b64_json": png, "revised_prompt": body["prompt"]} if b64 else

@@ -43,7 +43,7 @@ def test_a_client_never_reads_the_gateways_addresses_or_keys_in_an_upstream_erro
 
     shown = redact(message, ["sk-proj-secretsecreta1b2c3d4"])
 
-    for leak in ("10.0.3.7", "8443", "internal-llm", "corp", "3128", "9000", "a1b2c3d4", "c3d4"):
+    for leak in ("10.0.3.7", "8443", "internal-llm", "corp", "3128", "9000", "a1b2c3d4", "sk-proj-"):
         assert leak not in shown
     assert shown.startswith("ClientConnectorError: Cannot connect to host <upstream>")
     assert "Incorrect API key provided" in shown
