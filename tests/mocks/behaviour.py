@@ -2,7 +2,7 @@
 conversation gets the same answer from each provider's wire format.
 
 - the model (or deployment) name steers failures: `...-fail-500`, `...-fail-429`, `...-fail-400`,
-  `...-fail-401`, `...-stall-<seconds>`, `...-content-filter` (Azure);
+  `...-fail-401`, `...-stall-<seconds>`, `...-content-filter` (Azure), `...-chaos` (20% fail, 5% stall);
 - with tools offered and no tool result yet, the model calls the first tool with arguments built from
   its JSON schema's required properties;
 - after a tool result, it answers "The tool said: <result>";
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -45,12 +46,18 @@ class Answer:
 
 
 def failure(model: str) -> int | None:
-    """The HTTP status the model name asks for, if any."""
+    """The HTTP status the model name asks for, if any. `...-chaos`: 10% 500, 10% 429 at random."""
+    if model.endswith("-chaos"):
+        draw = random.random()
+        return 500 if draw < 0.10 else 429 if draw < 0.20 else None
     match = re.search(r"-fail-(\d{3})$", model)
     return int(match.group(1)) if match else None
 
 
 async def maybe_stall(model: str) -> None:
+    """`...-stall-<seconds>`; `...-chaos`: 5% of calls stall 3 s (past a first-byte limit)."""
+    if model.endswith("-chaos") and random.random() < 0.05 / 0.80:  # 5% of all calls, of the 80% not failed
+        await asyncio.sleep(3.0)
     if stall := re.search(r"-stall-(\d+(?:\.\d+)?)$", model):
         await asyncio.sleep(float(stall.group(1)))
 
