@@ -122,6 +122,8 @@ class Router(_Strict):
     max_in_flight: int = Field(512, ge=1)
     max_in_flight_per_partition: int = Field(128, ge=1, description="So one tenant's burst leaves room for others.")
     drain_s: float = Field(30.0, ge=0, description="On a rebalance, how long revoked partitions' requests may finish.")
+    answered_window_s: float = Field(120.0, gt=0, description="How far back a router remembers answered requests "
+                                     "(the usage topic), so a redelivered one is not run again.")
     effects_retry_s: float = Field(60.0, gt=0, description="How long a request's effects are retried while Kafka is "
                                    "away before the router stops (uncommitted, so the request is redelivered).")
     group_id: str | None = Field(None, description="Default: the topic prefix + 'router'.")

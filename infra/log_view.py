@@ -33,9 +33,10 @@ class Change:
 
     key: bytes
     event: str | None
-    record: dict[str, Any] | None
+    record: dict[str, Any] | None  # None too when the view reads headers only (`decode=False`)
     timestamp_ms: int
     offset: int
+    headers: dict[str, bytes]
 
 
 Fold = Callable[[S, Change], None]
@@ -43,8 +44,12 @@ Fold = Callable[[S, Change], None]
 
 class LogView(Generic[S]):
     def __init__(self, bootstrap: str, topic: str, fold: Fold[S], state: S,
-                 kafka: Kafka = kafka_clients.DEFAULTS) -> None:
+                 kafka: Kafka = kafka_clients.DEFAULTS, since_ms: int | None = None, decode: bool = True) -> None:
+        """`since_ms`: restore from the records written since then, not from the beginning (a view of
+        recent events on a topic that keeps days). `decode=False`: the fold needs key and headers only."""
         self.state = state
+        self._since_ms = since_ms
+        self._decode = decode
         self._bootstrap = bootstrap
         self._topic = topic
         self._fold = fold
@@ -65,6 +70,11 @@ class LogView(Generic[S]):
                       sorted(await self._producer.partitions_for(self._topic))]
         self._consumer.assign(partitions)
         await self._consumer.seek_to_beginning(*partitions)
+        if self._since_ms is not None:
+            found = await self._consumer.offsets_for_times({tp: self._since_ms for tp in partitions})
+            ends = await self._consumer.end_offsets(partitions)
+            for tp in partitions:
+                self._consumer.seek(tp, found[tp].offset if found.get(tp) is not None else ends[tp])
         self._follower = asyncio.create_task(self._follow())
         await self.sync()
 
@@ -116,7 +126,11 @@ class LogView(Generic[S]):
 
     def _apply(self, record: Any) -> None:
         try:
-            event, value = codec.decode(record.headers, record.value) if record.value is not None else (None, None)
-            self._fold(self.state, Change(record.key or b"", event, value, record.timestamp, record.offset))
+            headers = {k: bytes(v) for k, v in record.headers or ()}
+            if self._decode and record.value is not None:
+                event, value = codec.decode(record.headers, record.value)
+            else:
+                event, value = codec.header(record.headers, codec.EVENT_HEADER), None
+            self._fold(self.state, Change(record.key or b"", event, value, record.timestamp, record.offset, headers))
         except Exception as exc:  # one bad record must not stop a view: it is skipped, loudly
             log.error("skipping record %s@%d of %s: %r", record.partition, record.offset, self._topic, exc)

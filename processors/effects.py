@@ -29,6 +29,7 @@ from aiokafka.errors import (
 )
 
 from infra.config import Settings
+from processors.answered import REQUEST_ID_HEADER
 from processors.handler import Outcome, now_ms
 from schemas import codec
 
@@ -111,7 +112,7 @@ class Effects:
             for attempt in outcome.attempts]
         if outcome.usage is not None:
             sends.append(_sender(self._audit, topics.usage, "UsageRecorded", outcome.usage,
-                                 request["project"].encode(), traceparent))
+                                 request["project"].encode(), traceparent, [(REQUEST_ID_HEADER, key)]))
         results = await asyncio.gather(*(_with_retry(send, self._budget_s) for send in sends), return_exceptions=True)
         for result in results:
             if isinstance(result, EffectsLost):
@@ -157,8 +158,8 @@ def _fail(outcome: Outcome, status: int, code: str, message: str) -> None:
 
 
 def _sender(producer: AIOKafkaProducer, topic: str, event: str, record: dict[str, Any], key: bytes,
-            traceparent: str | None) -> Callable[[], Awaitable[asyncio.Future[Any]]]:
-    payload, headers = codec.encode(event, record), codec.headers(event, traceparent)
+            traceparent: str | None, extra_headers: codec.Headers = ()) -> Callable[[], Awaitable[asyncio.Future[Any]]]:
+    payload, headers = codec.encode(event, record), [*codec.headers(event, traceparent), *extra_headers]
     return lambda: producer.send(topic, payload, key=key, headers=headers)
 
 

@@ -27,6 +27,7 @@ from infra import kafka_clients
 from infra.config import Settings
 from infra.secrets import SIGNATURE_HEADER
 from processors.admission import Admission
+from processors.answered import answered_view
 from processors.catalog import load_catalog
 from processors.effects import Effects, EffectsLost
 from processors.handler import OPERATIONS, Outcome, RequestHandler, now_ms
@@ -77,6 +78,7 @@ class RouterWorker:
         self._audit = kafka_clients.producer(settings.bootstrap_servers, linger_ms=5, kafka=kafka)
         self._effects = Effects(settings, self._producer, self._audit)
         self._identities = Identities(settings)
+        self._answered_elsewhere = answered_view(settings)
         self._consumer = kafka_clients.consumer(
             settings.bootstrap_servers, kafka,
             group_id=settings.router_group,
@@ -91,6 +93,7 @@ class RouterWorker:
         await self._producer.start()
         await self._audit.start()
         await self._consumer.start()
+        await self._answered_elsewhere.start()  # before the first request: a redelivered one is recognised
         self._consumer.subscribe([self.settings.topics.requests], listener=_DrainOnRevoke(self))
         committer = asyncio.create_task(self._commit_loop())
         log.info("router consuming %s as %s", self.settings.topics.requests, self._instance_id or "dynamic member")
@@ -103,6 +106,7 @@ class RouterWorker:
             committer.cancel()
             await self.commit()
             await self._consumer.stop()
+            await self._answered_elsewhere.stop()
             await self._producer.stop()
             await self._audit.stop()
             await self._upstreams.aclose()
@@ -186,8 +190,9 @@ class RouterWorker:
             await self._effects.refuse(request, self._handler.refused(request, why), why)
             self.offsets.done(tp, record.offset)
             return
-        if request_id in self._running or request_id in self._answered:
-            log.warning("request %s at %s@%d is already running or answered here; not running it twice",
+        if request_id in self._running or request_id in self._answered \
+                or request_id in self._answered_elsewhere.state:
+            log.warning("request %s at %s@%d is already running or answered; not running it twice",
                         request_id, tp, record.offset)
             self.offsets.done(tp, record.offset)
             return

@@ -236,3 +236,26 @@ def test_a_stream_in_the_wrong_framing_fails_over_at_once(providers_gateway: Gat
     attempts = [a for _, a in read_events(providers_gateway.bootstrap, providers_gateway.topics.attempts)
                 if a["request_id"] == events[0][1]["id"]]
     assert "text/event-stream" in (attempts[0]["error_message"] or "")
+
+
+def test_a_request_delivered_again_to_a_restarted_router_is_not_run_twice(gateway: Gateway, openai_mock: str
+                                                                           ) -> None:
+    text = f"once {uuid.uuid4().hex}"
+    request_id, name, _ = asyncio.run(ask_over_kafka(gateway, "gpt-4o", [],
+                                                     messages=[{"role": "user", "content": text}]))
+    assert name == "ResponseCompleted"
+    assert gateway.router is not None
+    stop_process(gateway.router)  # a new process: nothing in memory but what it restores from the log
+    gateway.start_router()
+    request = {**_kafka_request(gateway.service_reply_topics()[0]), "request_id": request_id,
+               "messages": [{"role": "user", "content": text}]}
+
+    asyncio.run(_produce(gateway.bootstrap, gateway.topics.requests, "RequestReceived", request,
+                         request_id.encode()))  # the same request again, as a redelivery would bring it
+    group = gateway.env["GATEWAY_TOPIC_PREFIX"] + "router"
+    assert asyncio.run(_committed_everything(gateway.bootstrap, group, gateway.topics.requests, timeout_s=30))
+
+    calls = httpx.get(openai_mock.removesuffix("/v1") + "/mock/stats").json()["calls"]
+    assert calls[text] == 1
+    assert len(gateway.events(gateway.service_reply_topics()[0], request_id, timeout_s=0)) == 1
+    assert len(gateway.events(gateway.topics.usage, request_id, timeout_s=0)) == 1

@@ -9,7 +9,7 @@ from ingress.reply_lease import Lease, fold_leases, free_partition
 
 def claim(partition: int, owner: str, expires: int, offset: int) -> Change:
     return Change(str(partition).encode(), "ReplyPartitionClaimed",
-                  {"partition": partition, "owner": owner, "claimed_at_ms": 0, "expires_at_ms": expires}, 0, offset)
+                  {"partition": partition, "owner": owner, "claimed_at_ms": 0, "expires_at_ms": expires}, 0, offset, {})
 
 
 def test_the_last_claim_of_a_partition_holds_it_as_compaction_keeps_it() -> None:
@@ -23,7 +23,7 @@ def test_the_last_claim_of_a_partition_holds_it_as_compaction_keeps_it() -> None
 def test_a_tombstone_frees_a_partition() -> None:
     leases: dict[int, Lease] = {}
     fold_leases(leases, claim(3, "a", 100, 1))
-    fold_leases(leases, Change(b"3", None, None, 0, 2))
+    fold_leases(leases, Change(b"3", None, None, 0, 2, {}))
 
     assert leases == {}
 
