@@ -62,6 +62,8 @@ def _ensure_topics(settings: config_module.Settings) -> None:
     except KafkaError as exc:
         sys.exit(f"gateway: cannot reach Kafka at {settings.bootstrap_servers} ({exc}); "
                  "start it with `gateway kafka start` or set KAFKA_BOOTSTRAP_SERVERS")
+    except kafka_clients.TopicTooSmall as exc:
+        sys.exit(f"gateway: {exc}")
     if created:
         logging.getLogger("gateway").info("created topics %s", ", ".join(created))
 

@@ -11,10 +11,11 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from infra.config import Kafka
-from schemas.topics import ALL, TopicNames
+from schemas.topics import ALL, REPLIES, REQUESTS, TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,22 @@ def consumer(bootstrap: str, kafka: Kafka = DEFAULTS, **options: object) -> AIOK
     )
 
 
+class TopicTooSmall(Exception):
+    """An existing topic keeps smaller records than the gateway produces (the size chain is broken)."""
+
+
+async def _check_sizes(admin: AIOKafkaAdminClient, topics: list[str], wanted: int) -> None:
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None}) for topic in topics])
+    for response in responses:
+        for _, _, _, topic, entries in response.resources:
+            kept = next((int(value) for name, value, *_ in entries if name == "max.message.bytes"), wanted)
+            if kept < wanted:
+                raise TopicTooSmall(f"topic {topic} keeps records of at most {kept} bytes (max.message.bytes) but "
+                                    f"kafka.max_message_bytes is {wanted}: raise the topic's max.message.bytes "
+                                    "or lower kafka.max_message_bytes")
+
+
 async def ensure_topics(bootstrap: str, names: TopicNames, replication_factor: int = 1,
                         kafka: Kafka = DEFAULTS, reply_topics: dict[str, int] | None = None) -> list[str]:
     """Create the gateway's topics (and its services' reply topics, with their partition counts) that do not
@@ -69,6 +86,7 @@ async def ensure_topics(bootstrap: str, names: TopicNames, replication_factor: i
                 await admin.create_topics(wanted)
             except TopicAlreadyExistsError:
                 log.info("topics created concurrently by another instance")
+        await _check_sizes(admin, [names.of(spec) for spec in (REQUESTS, REPLIES)], kafka.max_message_bytes)
         return [t.name for t in wanted]
     finally:
         await admin.close()

@@ -17,8 +17,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from infra.config import Kafka
+from infra.kafka_clients import TopicTooSmall, ensure_topics
 from schemas import codec
-from schemas.topics import REPLIES
+from schemas.topics import REPLIES, TopicNames
 from tests.conftest import Gateway, start_gateway, stop_process, write_config
 from tests.e2e.test_kafka_producer_clients import ask_over_kafka
 from tests.e2e.test_streaming import native_events
@@ -259,3 +261,11 @@ def test_a_request_delivered_again_to_a_restarted_router_is_not_run_twice(gatewa
     assert calls[text] == 1
     assert len(gateway.events(gateway.service_reply_topics()[0], request_id, timeout_s=0)) == 1
     assert len(gateway.events(gateway.topics.usage, request_id, timeout_s=0)) == 1
+
+
+def test_an_existing_topic_that_keeps_smaller_records_stops_the_gateway_at_start(bootstrap: str) -> None:
+    names = TopicNames.for_prefix(f"small-{uuid.uuid4().hex[:6]}.")
+    asyncio.run(ensure_topics(bootstrap, names, kafka=Kafka(max_message_bytes=1 << 20)))
+
+    with pytest.raises(TopicTooSmall, match=r"keeps records of at most 1048576 bytes"):
+        asyncio.run(ensure_topics(bootstrap, names))  # the default: 32 MiB records

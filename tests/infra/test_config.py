@@ -36,6 +36,10 @@ def test_the_shipped_configuration_is_valid() -> None:
     (GOOD + "ingres: {}\n", "ingres"),
     ("keys: []\n", "keys"),
     ("keys:\n  - {project: p}\n", "keys.0"),
+    (GOOD + "ingress: {max_body_bytes: 2000000}\nkafka: {max_message_bytes: 2000000}\n", "ingress.max_body_bytes"),
+    (GOOD + "kafka: {compression: brotli}\n", "kafka.compression"),
+    (GOOD + "services:\n  billing: {project: billing, reply_topics: []}\n", "services.billing.reply_topics"),
+    (GOOD + "providers:\n  x: {kind: openai, base_url: 'http://x', idle_timeout_s: 0}\n", "idle_timeout_s"),
 ])
 def test_an_invalid_field_is_named(tmp_path: Path, text: str, named: str) -> None:
     with pytest.raises(ConfigError) as raised:
