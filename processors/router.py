@@ -123,6 +123,11 @@ class RouterWorker:
                 if not fetch.done():
                     fetch.cancel()
                     break
+                if (error := fetch.exception()) is not None:
+                    if not isinstance(error, KafkaError):
+                        raise error
+                    log.warning("fetching requests failed (%r); fetching again", error)  # the group rejoins
+                    continue
                 for tp, records in fetch.result().items():
                     for record in records:
                         self._admit(tp, record)

@@ -29,6 +29,8 @@ def test_gateway_up_runs_supervised_processes_behind_one_port(gateway: Gateway, 
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
+        while "gateway ready at" not in (logs / "gateway-up.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)  # every process started and ready: from now on a dead one is started again
         partitions: set[int] = set()
         while len(partitions) < 2 and time.monotonic() < deadline:  # connections spread over both processes
             try:
