@@ -99,6 +99,24 @@ def cmd_ingress(args: argparse.Namespace) -> None:
     server.run(sockets=[sock])
 
 
+def cmd_analytics(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from analytics.service import create_app
+
+    settings = _settings(args)
+    _ensure_topics(settings)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, loop="uvloop", http="httptools",
+                log_level=args.log_level, access_log=False)
+
+
+def cmd_sql(args: argparse.Namespace) -> None:
+    from analytics.client import run_sql
+
+    settings = _settings(args)
+    sys.exit(run_sql(settings, args.query, args.format))
+
+
 def cmd_check_config(args: argparse.Namespace) -> None:
     settings = _settings(args)
     enabled = [name for name, p in settings.config.providers.items() if p.enabled]
@@ -187,6 +205,17 @@ def main(argv: list[str] | None = None) -> None:
     ingress.add_argument("--grace-s", type=float, default=30.0, help="seconds to finish accepted requests on SIGTERM")
     ingress.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "warning"))
     ingress.set_defaults(func=cmd_ingress)
+
+    analytics = sub.add_parser("analytics", help="the analytics sink and query API (owns the chDB store)")
+    analytics.add_argument("--host", default="127.0.0.1")
+    analytics.add_argument("--port", type=int, default=8090)
+    analytics.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "warning"))
+    analytics.set_defaults(func=cmd_analytics)
+
+    sql = sub.add_parser("sql", help="run read-only SQL on the analytics store (needs GATEWAY_ADMIN_KEY)")
+    sql.add_argument("query")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sql.set_defaults(func=cmd_sql)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "WARNING").upper(),

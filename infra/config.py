@@ -35,6 +35,7 @@ class GatewayKey(_Strict):
     """A bearer key the ingress accepts, and the project its traffic belongs to."""
 
     project: str = Field(min_length=1)
+    admin: bool = Field(False, description="Reads every project's analytics (not only its own).")
     key: str | None = Field(None, min_length=8, description="Literal key: for local development only.")
     key_env: str | None = Field(None, description="Environment variable that holds the key.")
 
@@ -150,6 +151,16 @@ class Kafka(_Strict):
     compression: Literal["zstd", "lz4", "gzip", "none"] = "zstd"
 
 
+class Analytics(_Strict):
+    """The analytics process (`gateway analytics`): the sink into ClickHouse and the query API."""
+
+    url: str = Field("http://127.0.0.1:8090", description="Where the ingress reaches the query API.")
+    path: Path | None = Field(None, description="The chDB directory; default GATEWAY_HOME/analytics.")
+    batch_max: int = Field(20000, ge=1, description="Most events in one insert.")
+    linger_ms: int = Field(200, ge=0, description="How long a batch may wait to fill.")
+    dedup_window_h: float = Field(48, gt=0, description="How far back the sink remembers ids it inserted.")
+
+
 class GatewayConfig(_Strict):
     keys: list[GatewayKey] = Field(min_length=1)
     providers: dict[str, Provider] = Field(default_factory=dict)
@@ -160,6 +171,7 @@ class GatewayConfig(_Strict):
     retry: Retry = Retry()
     kafka: Kafka = Kafka()
     services: dict[str, Service] = Field(default_factory=dict)
+    analytics: Analytics = Analytics()
 
     @model_validator(mode="after")
     def _routes_name_providers(self) -> GatewayConfig:
@@ -187,6 +199,7 @@ class Environment(BaseSettings):
     gateway_topic_prefix: str = "gw."
     gateway_secret: str | None = Field(None, description="Seals provider keys that callers bring; signs requests.")
     gateway_secret_previous: str | None = Field(None, description="Older secrets, comma-separated: still accepted.")
+    clickhouse_url: str | None = Field(None, description="A ClickHouse server instead of the embedded chDB.")
 
 
 class Settings:
@@ -208,6 +221,11 @@ class Settings:
     @cached_property
     def topics(self) -> TopicNames:
         return TopicNames.for_prefix(self.env.gateway_topic_prefix)
+
+    @cached_property
+    def admin_keys(self) -> set[str]:
+        """sha256 of the keys marked `admin`."""
+        return {key_digest(secret) for entry in self.config.keys if entry.admin and (secret := entry.resolve())}
 
     @property
     def previous_secrets(self) -> list[str]:

@@ -438,4 +438,6 @@ class RequestHandler:
             "completion_tokens": tokens.completion, "total_tokens": tokens.prompt + tokens.completion,
             "cost_usd": cost, "latency_ms": latency, "attempts": len(outcome.attempts), "recorded_at_ms": now_ms(),
             "cached_tokens": tokens.cached, "reasoning_tokens": tokens.reasoning, "ttft_ms": ttft_ms,
+            "user": request.get("user"), "stream": bool(request.get("stream")),
+            "operation": "chat" if "messages" in request else "embeddings" if "input" in request else "images",
         }

@@ -25,6 +25,7 @@ from schemas.topics import TopicNames
 from tests.kafka_events import read_events
 
 GATEWAY_KEY = "sk-test-gateway-key"
+ADMIN_KEY = "sk-test-admin-key"
 OTHER_PROJECT_KEY = "sk-test-other-project"
 MOCK_OPENAI_KEY = "sk-mock-openai"
 
@@ -181,6 +182,7 @@ def write_config(path: Path, openai_base: str, extra_providers: dict[str, Any] |
         "keys": [
             {"key": GATEWAY_KEY, "project": "proj-a"},
             {"key_env": "TEST_OTHER_PROJECT_KEY", "project": "proj-b"},
+            {"key": ADMIN_KEY, "project": "ops", "admin": True},
         ],
         "providers": {
             "openai": {"kind": "openai", "base_url": openai_base, "api_key_env": "TEST_OPENAI_KEY"},

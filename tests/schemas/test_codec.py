@@ -38,7 +38,7 @@ def test_a_request_round_trips_with_defaults_filled_in() -> None:
 def test_headers_name_the_event_its_version_and_the_trace() -> None:
     headers = dict(codec.headers("UsageRecorded", "00-trace"))
 
-    assert headers == {"event": b"UsageRecorded", "schema-version": b"3", "traceparent": b"00-trace"}
+    assert headers == {"event": b"UsageRecorded", "schema-version": b"4", "traceparent": b"00-trace"}
 
 
 def test_a_record_of_an_older_version_is_read_with_the_new_fields_defaulted() -> None:
