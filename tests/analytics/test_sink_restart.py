@@ -49,7 +49,7 @@ async def _scenario(bootstrap: str, store: Store, settings: Settings, events: in
     for _ in range(300):  # up to 30 s
         if second.duplicates >= events:
             break
-        await asyncio.sleep(0.1)  # noqa: ASYNC110 (polling a counter another task advances)
+        await asyncio.sleep(0.1)
     running.cancel()
     assert second.duplicates == events and second.inserted == 0
 
