@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
 
 from aiokafka.errors import KafkaError
 
@@ -148,7 +149,10 @@ def cmd_up(args: argparse.Namespace) -> None:
         kafka_broker.start()
     _ensure_topics(settings)
     ingress, routers = default_counts()
-    supervisor = Supervisor(settings.path, args.host, args.port, args.ingress or ingress, args.routers or routers)
+    analytics = urllib.parse.urlsplit(settings.config.analytics.url)
+    local_analytics = analytics.port if analytics.hostname in ("127.0.0.1", "localhost") else None
+    supervisor = Supervisor(settings.path, args.host, args.port, args.ingress or ingress, args.routers or routers,
+                            local_analytics)
     cloud_keys = [n for n, p in settings.config.providers.items() if p.api_key_env and p.enabled]
     model_note = f"providers with keys: {', '.join(cloud_keys)}"
     local = None

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
@@ -18,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 
 from infra import secrets
 from infra.config import Settings
-from ingress import answers, bodies, openapi, streams
+from ingress import analytics_proxy, answers, bodies, openapi, streams
 from ingress.auth import Caller, authenticate
 from ingress.bridge import KafkaBridge
 from ingress.errors import GatewayError, install, invalid_request
@@ -93,18 +94,23 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
     byok = secrets.ProviderKeySealer(settings.env.gateway_secret, settings.previous_secrets) \
         if settings.env.gateway_secret else None
 
+    analytics_client: list[httpx.AsyncClient] = []
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await bridge.start()
+        analytics_client.append(httpx.AsyncClient(timeout=httpx.Timeout(120, connect=2)))
         try:
             yield
         finally:
+            await analytics_client[0].aclose()
             await probe.close()
             await bridge.stop()
 
     app = FastAPI(title="Kafka AI Gateway", lifespan=lifespan)
     install(app)
     openapi.install(app)
+    analytics_proxy.install(app, settings, analytics_client)
 
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")

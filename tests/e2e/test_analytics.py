@@ -257,3 +257,16 @@ def test_deleting_the_store_and_replaying_the_topics_rebuilds_the_same_totals(
         {m: (r["requests"], r["prompt_tokens"], r["completion_tokens"]) for m, r in before.items()}
     assert {m: r["cost_usd"] for m, r in after.items()} == pytest.approx({m: r["cost_usd"] for m, r in before.items()})
     assert os.path.isdir(workdir / "store")
+
+
+def test_the_ingress_passes_analytics_through_on_its_own_address(stack: tuple[Gateway, str, Path]) -> None:
+    gateway, url, _ = stack
+    _chat(gateway, "gpt-4o", "through the front door")
+    _wait_for_rows(url, 1)
+
+    via_ingress = _get(gateway.url, "/v1/analytics/summary", group_by="model")
+    direct = _get(url, "/v1/analytics/summary", group_by="model")
+    assert via_ingress.status_code == 200 and via_ingress.json()["rows"] == direct.json()["rows"]
+    exported = _get(gateway.url, "/v1/analytics/export", format="csv")
+    assert exported.headers["content-type"].startswith("text/csv") and exported.text.startswith('"event_id"')
+    assert _get(gateway.url, "/v1/analytics/summary", group_by="colour").status_code == 400
