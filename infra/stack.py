@@ -57,12 +57,15 @@ class Supervisor:
         self._stopping = False
 
     def start(self) -> None:
+        """Start every process; from now on SIGTERM / SIGINT stop them all (even while waiting for ready)."""
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
         for child in self.children:
             child.start()
 
     def wait_ready(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._stopping:
             for child in self.children:
                 if not child.alive():
                     raise SystemExit(f"gateway: {child.name} exited with {child.process and child.process.returncode}")
@@ -70,12 +73,10 @@ class Supervisor:
                 if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
                     return
             time.sleep(0.3)
-        raise SystemExit(f"gateway: not ready within {timeout_s:.0f}s")
+        raise SystemExit("gateway: stopped" if self._stopping else f"gateway: not ready within {timeout_s:.0f}s")
 
     def watch(self) -> None:
         """Until stopped: start again what died (at most 5 times a minute per process)."""
-        signal.signal(signal.SIGTERM, self._stop)
-        signal.signal(signal.SIGINT, self._stop)
         while not self._stopping:
             for child in self.children:
                 if not child.alive() and not self._stopping:
