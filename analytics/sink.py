@@ -60,6 +60,14 @@ class Batch:
             self.skipped += 1
 
 
+def _next_offsets(records: list[ConsumerRecord[bytes, bytes]]) -> dict[TopicPartition, int]:
+    offsets: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+    return offsets
+
+
 class _ReplayOnFirstAssignment(ConsumerRebalanceListener):
     def __init__(self, consumer: AIOKafkaConsumer) -> None:
         self._consumer = consumer
@@ -107,13 +115,21 @@ class AnalyticsSink:
         await self._consumer.start()
         self._consumer.subscribe([self.settings.topics.usage, self.settings.topics.attempts],
                                  listener=_ReplayOnFirstAssignment(self._consumer) if replay else None)
+        # Pipelined: a batch is inserted (in a thread) while the next is fetched and decoded; each batch's
+        # offsets are committed only once its insert is done.
+        writing: asyncio.Task[None] | None = None
         try:
             while True:
                 records = await self._fetch()
-                if records:
-                    await self._insert(records)
-                    await self._consumer.commit()  # only now: what was fetched is in the store
+                batch = self._batch(records) if records else None
+                if writing is not None:
+                    await writing
+                    writing = None
+                if batch is not None:
+                    writing = asyncio.create_task(self._write(batch, _next_offsets(records)))
         finally:
+            if writing is not None:
+                writing.cancel()
             await self._consumer.stop()
 
     async def _fetch(self) -> list[ConsumerRecord[bytes, bytes]]:
@@ -125,7 +141,9 @@ class AnalyticsSink:
             records += [r for rs in more.values() for r in rs]
         return records
 
-    async def _insert(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    def _batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> Batch:
+        """Decode and deduplicate; the ids are remembered at once, so the next batch (decoded while this one
+        is inserted) skips them too."""
         batch = Batch()
         for record in records:
             try:
@@ -134,11 +152,18 @@ class AnalyticsSink:
             except Exception as exc:  # a record no reader can use must not stop the sink
                 self.undecodable += 1
                 log.error("skipping record %s@%d of %s: %r", record.partition, record.offset, record.topic, exc)
+        self.seen.add([*batch.requests, *batch.attempts], time.time())
+        self.duplicates += batch.skipped
+        return batch
+
+    async def _store(self, batch: Batch) -> None:
         if batch.requests:
             await asyncio.to_thread(self.store.insert_requests, list(batch.requests.values()))
         if batch.attempts:
             await asyncio.to_thread(self.store.insert_attempts, list(batch.attempts.values()))
-        self.seen.add([*batch.requests, *batch.attempts], time.time())
         self.inserted += len(batch.requests) + len(batch.attempts)
-        self.duplicates += batch.skipped
         self.last_insert_at = time.time()
+
+    async def _write(self, batch: Batch, offsets: dict[TopicPartition, int]) -> None:
+        await self._store(batch)
+        await self._consumer.commit(offsets)  # only now: this batch is in the store

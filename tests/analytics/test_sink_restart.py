@@ -41,7 +41,7 @@ async def _scenario(bootstrap: str, store: Store, settings: Settings, events: in
     fetched = []
     while len(fetched) < events:
         fetched += await first._fetch()
-    await first._insert(fetched)
+    await first._store(first._batch(fetched))
     await first._consumer.stop()  # killed: the insert is in the store, the commit never happened
 
     second = AnalyticsSink(settings, store)
