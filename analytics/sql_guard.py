@@ -17,6 +17,9 @@ _ESCAPES = re.compile(
 )
 
 
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+
+
 class NotReadOnly(ValueError):
     pass
 
@@ -28,10 +31,13 @@ def check_read_only(sql: str) -> str:
         raise NotReadOnly("the query is empty")
     if ";" in statement:
         raise NotReadOnly("one statement at a time")
-    first = statement.split(None, 1)[0].lower().lstrip("(")
+    code = _COMMENTS.sub(" ", statement).strip()
+    if not code:
+        raise NotReadOnly("the query is only comments")
+    first = code.split(None, 1)[0].lower().lstrip("(")
     if first not in READING:
         raise NotReadOnly(f"only reading statements ({', '.join(s.upper() for s in READING)}) run here, "
                           f"not {first.upper()}: the store is read-only to SQL")
-    if match := _ESCAPES.search(statement):
+    if match := _ESCAPES.search(statement):  # on the text as written: a comment cannot hide a string's end
         raise NotReadOnly(f"'{match.group(0).strip()}' reaches outside the store; it is not allowed here")
     return statement

@@ -270,3 +270,15 @@ def test_the_ingress_passes_analytics_through_on_its_own_address(stack: tuple[Ga
     exported = _get(gateway.url, "/v1/analytics/export", format="csv")
     assert exported.headers["content-type"].startswith("text/csv") and exported.text.startswith('"event_id"')
     assert _get(gateway.url, "/v1/analytics/summary", group_by="colour").status_code == 400
+
+
+def test_the_readmes_queries_run(stack: tuple[Gateway, str, Path]) -> None:
+    _, url, _ = stack
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme[readme.index("Three useful queries"):].split("```sql\n", 1)[1].split("```", 1)[0]
+    statements = [s.strip() for s in block.split(";") if s.strip()]
+    assert len(statements) == 3
+    for statement in statements:
+        response = httpx.post(url + "/v1/analytics/sql", json={"query": statement},
+                              headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        assert response.status_code == 200, (statement, response.text)
