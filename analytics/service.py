@@ -19,6 +19,7 @@ from starlette.responses import Response
 from analytics import api
 from analytics.sink import AnalyticsSink
 from analytics.store import Store
+from infra import metrics
 from infra.config import Settings
 from infra.paths import home
 from ingress.errors import install
@@ -54,6 +55,11 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Kafka AI Gateway analytics", lifespan=lifespan)
     install(app)
     app.include_router(api.router(settings, store, sinks))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/health")
     async def health() -> Response:

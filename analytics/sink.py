@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 
 from analytics.rows import attempt_row, request_row
 from analytics.store import Store
-from infra import kafka_clients
+from infra import kafka_clients, metrics
 from infra.config import Settings
 from schemas import codec
 
@@ -154,6 +154,7 @@ class AnalyticsSink:
                 log.error("skipping record %s@%d of %s: %r", record.partition, record.offset, record.topic, exc)
         self.seen.add([*batch.requests, *batch.attempts], time.time())
         self.duplicates += batch.skipped
+        metrics.ANALYTICS_EVENTS.labels("duplicate").inc(batch.skipped)
         return batch
 
     async def _store(self, batch: Batch) -> None:
@@ -162,6 +163,7 @@ class AnalyticsSink:
         if batch.attempts:
             await asyncio.to_thread(self.store.insert_attempts, list(batch.attempts.values()))
         self.inserted += len(batch.requests) + len(batch.attempts)
+        metrics.ANALYTICS_EVENTS.labels("inserted").inc(len(batch.requests) + len(batch.attempts))
         self.last_insert_at = time.time()
 
     async def _write(self, batch: Batch, offsets: dict[TopicPartition, int]) -> None:

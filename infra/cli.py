@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from aiokafka.errors import KafkaError
 
 from infra import config as config_module
 from infra import kafka_broker, kafka_clients, local_model
+from infra.paths import home
 
 
 def _settings(args: argparse.Namespace) -> config_module.Settings:
@@ -75,7 +77,7 @@ def cmd_router(args: argparse.Namespace) -> None:
     settings = _settings(args)
     _ensure_topics(settings)
     _uvloop()
-    asyncio.run(serve(settings, args.instance_id))
+    asyncio.run(serve(settings, args.instance_id, args.metrics_port))
 
 
 def cmd_ingress(args: argparse.Namespace) -> None:
@@ -153,6 +155,11 @@ def cmd_up(args: argparse.Namespace) -> None:
     local_analytics = analytics.port if analytics.hostname in ("127.0.0.1", "localhost") else None
     supervisor = Supervisor(settings.path, args.host, args.port, args.ingress or ingress, args.routers or routers,
                             local_analytics)
+    # One Prometheus directory for every process of this host: any ingress's /metrics shows them all.
+    metrics_dir = home() / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     cloud_keys = [n for n, p in settings.config.providers.items() if p.api_key_env and p.enabled]
     model_note = f"providers with keys: {', '.join(cloud_keys)}"
     local = None
@@ -197,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
 
     router = sub.add_parser("router", help="run a router worker")
     router.add_argument("--instance-id", help="static group membership: a restart takes its partitions back at once")
+    router.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
     router.set_defaults(func=cmd_router)
 
     ingress = sub.add_parser("ingress", help="run the HTTP ingress")

@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from starlette.responses import Response, StreamingResponse
 
-from infra import secrets
+from infra import metrics, secrets
 from infra.config import Settings
 from ingress import analytics_proxy, answers, bodies, openapi, streams
 from ingress.auth import Caller, authenticate
@@ -256,6 +256,11 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
         data = [{"id": t.model, "object": "model", "created": 0, "owned_by": t.provider}
                 for t in routes.servable_models()]
         return _json({"object": "list", "data": data})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/health")
     async def health() -> Response:

@@ -9,12 +9,14 @@ readiness, docs) stays in the FastAPI app behind it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from infra import metrics
 from ingress.errors import GatewayError, error_response
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -32,6 +34,7 @@ class HotPath:
         if handler is None:
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         try:
             response = await handler(Request(scope, receive))
         except GatewayError as error:
@@ -39,4 +42,7 @@ class HotPath:
         except Exception:
             log.exception("unexpected error on %s", scope["path"])
             response = error_response(GatewayError(500, "api_error", "internal_error", "internal gateway error"))
+        path = scope["path"]
+        metrics.HTTP_SECONDS.labels(path).observe(time.perf_counter() - started)
+        metrics.HTTP_REQUESTS.labels(path, str(response.status_code)).inc()
         await response(scope, receive, send)

@@ -41,5 +41,8 @@ class OffsetTracker:
                 out[tp] = position
         return out
 
+    def committed(self, tp: TopicPartition) -> int | None:
+        return self._committed.get(tp)
+
     def mark_committed(self, positions: dict[TopicPartition, int]) -> None:
         self._committed.update(positions)

@@ -23,7 +23,7 @@ from typing import Any
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from infra import kafka_clients
+from infra import kafka_clients, metrics
 from infra.config import Settings
 from infra.secrets import SIGNATURE_HEADER
 from processors.admission import Admission
@@ -150,12 +150,14 @@ class RouterWorker:
             self._start(tp, record)
 
     def _start(self, tp: TopicPartition, record: Record) -> None:
+        metrics.IN_FLIGHT.inc()
         task = asyncio.create_task(self._process(tp, record))
         tasks = self._tasks.setdefault(tp, set())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
     def _finished(self, tp: TopicPartition) -> None:
+        metrics.IN_FLIGHT.dec()
         for next_tp, record in self._admission.finished(tp):
             self._start(next_tp, record)
         self._apply_pauses()
@@ -215,6 +217,10 @@ class RouterWorker:
             return
         await self._effects.emit(request, outcome, traceparent, self._chunks.pop(request_id, []))
         self.offsets.done(tp, record.offset)
+        for attempt in outcome.attempts:
+            metrics.record_attempt(attempt)
+        if outcome.usage is not None:
+            metrics.record_usage(outcome.usage)
         self._answered[request_id] = None
         if len(self._answered) > 100_000:
             self._answered.popitem(last=False)
@@ -278,6 +284,15 @@ class RouterWorker:
         while True:
             await asyncio.sleep(interval)
             await self.commit()
+            self._measure_lag()
+
+    def _measure_lag(self) -> None:
+        group = self.settings.router_group
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            committed = self.offsets.committed(tp)
+            if end is not None and committed is not None:
+                metrics.LAG.labels(group, tp.topic, str(tp.partition)).set(max(end - committed, 0))
 
     async def commit(self) -> None:
         positions = self.offsets.committable()
@@ -290,7 +305,9 @@ class RouterWorker:
             log.warning("offset commit failed (%s); records will be redelivered", exc)
 
 
-async def serve(settings: Settings, instance_id: str | None = None) -> None:
+async def serve(settings: Settings, instance_id: str | None = None, metrics_port: int | None = None) -> None:
+    if metrics_port:
+        metrics.serve(metrics_port)
     worker = RouterWorker(settings, instance_id)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

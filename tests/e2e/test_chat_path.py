@@ -129,3 +129,12 @@ def test_a_model_whose_provider_has_no_key_names_the_variable_and_what_answers(p
     assert error["code"] == "provider_not_configured"
     assert "enabled by setting TEST_KEY_NOBODY_SETS" in error["message"]
     assert "models that answer now: " in error["message"]
+
+
+def test_the_ingress_serves_prometheus_metrics(gateway: Gateway) -> None:
+    httpx.post(gateway.url + "/v1/gateway/chat", headers=gateway.headers(), timeout=30,
+               json={"model": "gpt-4o", "messages": [{"role": "user", "content": "count me"}]})
+
+    exposition = httpx.get(gateway.url + "/metrics").text
+    assert 'gateway_http_requests_total{route="/v1/gateway/chat",status="200"}' in exposition
+    assert 'gateway_http_request_duration_seconds_bucket{le="0.005",route="/v1/gateway/chat"}' in exposition

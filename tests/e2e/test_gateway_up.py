@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -20,12 +21,21 @@ def _pids(pattern: str) -> list[int]:
     return [int(pid) for pid in found]
 
 
-def test_gateway_up_runs_supervised_processes_behind_one_port(gateway: Gateway, logs: Path) -> None:
+def _total(exposition: str, prefix: str, label: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines()
+               if line.startswith(prefix) and label in line)
+
+
+def test_gateway_up_runs_supervised_processes_behind_one_port(gateway: Gateway, logs: Path, tmp_path: Path) -> None:
     port = free_port()
-    config = gateway.env["GATEWAY_CONFIG"]
+    config = str(tmp_path / "gateway.yaml")  # the fixture's configuration, with its own analytics process
+    Path(config).write_text(Path(gateway.env["GATEWAY_CONFIG"]).read_text()
+                            + f"analytics: {{url: 'http://127.0.0.1:{free_port()}'}}\n")
+    env = {**gateway.env, "GATEWAY_TOPIC_PREFIX": f"up-{uuid.uuid4().hex[:6]}.",  # its own topics and group
+           "GATEWAY_HOME": str(tmp_path / "home")}
     with open(logs / "gateway-up.log", "ab") as log:
         up = subprocess.Popen([sys.executable, "-m", "infra.cli", "--config", config, "up", "--port", str(port),
-                               "--ingress", "2", "--routers", "2"], env=gateway.env, stdout=log, stderr=log)
+                               "--ingress", "2", "--routers", "2"], env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -55,6 +65,15 @@ def test_gateway_up_runs_supervised_processes_behind_one_port(gateway: Gateway, 
                                   timeout=30, json={"model": "gpt-4o",
                                                     "messages": [{"role": "user", "content": f"up {i}"}]})
             assert response.json()["content"] == f"Hello from the mock! You said: up {i}"
+        # One scrape of any ingress shows the whole host: both ingress processes' and the routers' counts
+        # (a router counts a request just after its answer leaves, so give the last one a moment).
+        for _ in range(20):
+            exposition = httpx.get(url + "/metrics").text
+            served = _total(exposition, "gateway_requests_total{", 'model="gpt-4o"')
+            if served == 20:
+                break
+            time.sleep(0.1)
+        assert served == _total(exposition, "gateway_http_requests_total{", "/v1/gateway/chat") == 20
     finally:
         stop_process(up)
-    assert not _pids(f"--config {config} (router|ingress)")
+    assert not _pids(f"--config {config} (router|ingress|analytics)")
