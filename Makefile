@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# llama-cpp-python (the local model server) compiles llama.cpp: about 5 minutes the first time.
 	$(BIN)/pip install -q -e '.[dev,local-model]'
+	# The dashboard test drives Debian's chromium through Playwright (Playwright's own download is not used).
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $(STAMP)
 
 run: $(STAMP)  ## the whole local stack: Kafka, topics, local model (when no provider key is set), router, ingress

@@ -16,7 +16,7 @@ import orjson
 from fastapi import FastAPI
 from starlette.responses import Response
 
-from analytics import api
+from analytics import api, dashboard
 from analytics.sink import AnalyticsSink
 from analytics.store import Store
 from infra import metrics
@@ -55,6 +55,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Kafka AI Gateway analytics", lifespan=lifespan)
     install(app)
     app.include_router(api.router(settings, store, sinks))
+
+    dashboard.install(app)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:

@@ -22,8 +22,16 @@ def install(app: FastAPI, settings: Settings, client: list[httpx.AsyncClient]) -
 
     @app.api_route("/v1/analytics/{path:path}", methods=["GET", "POST"], include_in_schema=False)
     async def analytics(path: str, request: Request) -> StreamingResponse:
+        return await _forward(f"/v1/analytics/{path}", request)
+
+    @app.get("/dashboard", include_in_schema=False)
+    @app.get("/dashboard/{path:path}", include_in_schema=False)
+    async def dashboard(request: Request, path: str = "") -> StreamingResponse:
+        return await _forward(f"/dashboard/{path}" if path else "/dashboard", request)
+
+    async def _forward(target: str, request: Request) -> StreamingResponse:
         outgoing = client[0].build_request(
-            request.method, f"{base}/v1/analytics/{path}", params=request.query_params,
+            request.method, base + target, params=request.query_params,
             headers={k: v for k, v in request.headers.items() if k in PASSED_HEADERS}, content=await request.body())
         try:
             upstream = await client[0].send(outgoing, stream=True)
@@ -36,6 +44,7 @@ def install(app: FastAPI, settings: Settings, client: list[httpx.AsyncClient]) -
             async for chunk in upstream.aiter_raw():
                 yield chunk
 
-        headers = {k: v for k, v in upstream.headers.items() if k in ("content-type", "content-disposition")}
+        headers = {k: v for k, v in upstream.headers.items()
+                   if k in ("content-type", "content-disposition", "cache-control")}
         return StreamingResponse(body(), upstream.status_code, headers=headers,
                                  background=BackgroundTask(upstream.aclose))

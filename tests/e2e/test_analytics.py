@@ -282,3 +282,37 @@ def test_the_readmes_queries_run(stack: tuple[Gateway, str, Path]) -> None:
         response = httpx.post(url + "/v1/analytics/sql", json={"query": statement},
                               headers={"Authorization": f"Bearer {ADMIN_KEY}"})
         assert response.status_code == 200, (statement, response.text)
+
+
+def test_the_dashboard_in_a_real_browser_shows_what_clickhouse_holds(stack: tuple[Gateway, str, Path],
+                                                                     logs: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    gateway, url, _ = stack
+    for i in range(3):
+        _chat(gateway, "gpt-4o", f"dashboard {i}")
+    _chat(gateway, "bad-params", "dashboard error")
+    _wait_for_rows(url, 4)
+    time.sleep(1)
+    held = httpx.post(url + "/v1/analytics/sql", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, json={
+        "query": "SELECT count(), countIf(status = 'error'), sum(cost_usd) FROM requests FINAL"}).json()["rows"][0]
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                             args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(gateway.url + "/dashboard")  # through the ingress, as a user opens it
+        page.fill("#key", ADMIN_KEY)
+        page.click("#load")
+        page.wait_for_selector("body[data-loaded]")
+        page.wait_for_selector("#spend .main-svg")  # Plotly drew the chart
+        shown = {name: page.inner_text(f"#total-{name}") for name in ("requests", "errors", "cost")}
+        models = page.inner_text("#top-models")
+        page.screenshot(path=str(logs / "dashboard.png"), full_page=True)
+        browser.close()
+
+    assert shown["requests"] == f"{held[0]:,}"
+    assert shown["errors"] == f"{held[1]:,}"
+    assert shown["cost"] == f"${held[2]:.6f}"
+    assert "gpt-4o" in models
+    assert (logs / "dashboard.png").stat().st_size > 10_000
