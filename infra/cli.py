@@ -17,7 +17,7 @@ import urllib.parse
 from aiokafka.errors import KafkaError
 
 from infra import config as config_module
-from infra import kafka_broker, kafka_clients, local_model
+from infra import kafka_broker, kafka_clients, local_model, logs, tracing
 from infra.paths import home
 
 
@@ -77,6 +77,7 @@ def cmd_router(args: argparse.Namespace) -> None:
     settings = _settings(args)
     _ensure_topics(settings)
     _uvloop()
+    tracing.configure("router")
     asyncio.run(serve(settings, args.instance_id, args.metrics_port))
 
 
@@ -87,8 +88,9 @@ def cmd_ingress(args: argparse.Namespace) -> None:
 
     settings = _settings(args)
     _ensure_topics(settings)
+    tracing.configure("ingress")
     app = create_app(settings, args.reply_partition, args.instance_id)
-    config = uvicorn.Config(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
+    config = uvicorn.Config(app, host=args.host, port=args.port, loop="uvloop", http="httptools", log_config=None,
                             log_level=args.log_level, access_log=False, timeout_graceful_shutdown=args.grace_s)
     server = uvicorn.Server(config)
     if not args.reuse_port:
@@ -109,7 +111,7 @@ def cmd_analytics(args: argparse.Namespace) -> None:
 
     settings = _settings(args)
     _ensure_topics(settings)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, loop="uvloop", http="httptools",
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, loop="uvloop", http="httptools", log_config=None,
                 log_level=args.log_level, access_log=False)
 
 
@@ -230,8 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     sql.set_defaults(func=cmd_sql)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "WARNING").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(os.environ.get("GATEWAY_LOG_LEVEL", "WARNING"), os.environ.get("GATEWAY_LOG_FORMAT", "json"))
     args.func(args)
 
 

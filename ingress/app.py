@@ -15,9 +15,10 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
+from opentelemetry.trace import SpanKind
 from starlette.responses import Response, StreamingResponse
 
-from infra import metrics, secrets
+from infra import logs, metrics, secrets, tracing
 from infra.config import Settings
 from ingress import analytics_proxy, answers, bodies, openapi, streams
 from ingress.auth import Caller, authenticate
@@ -195,12 +196,11 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
                                 headers={"x-request-id": reply["request_id"]})
         return None
 
-    async def stream(request: Request, event: dict[str, Any], wait_s: float, renderer: streams.Renderer
+    async def stream(traceparent: str, event: dict[str, Any], wait_s: float, renderer: streams.Renderer
                      ) -> Response:
         """Produce, wait for the first chunk (an error before it is a plain JSON error), then stream SSE."""
         try:
-            queue = await bridge.open_stream("RequestReceived", event,
-                                             _traceparent(request.headers.get("traceparent")))
+            queue = await bridge.open_stream("RequestReceived", event, traceparent)
         except KafkaError as exc:
             raise KAFKA_DOWN from exc
         finished = [False]
@@ -231,17 +231,24 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
     def endpoint(body_type: type[bodies.Body], event_name: str, capability: str,
                  render: Callable[[dict[str, Any], Any], dict[str, Any]]) -> Handler:
         async def handler(request: Request) -> Response:
+            incoming = request.headers.get("traceparent")
+            with tracing.tracer.start_as_current_span(
+                    f"{request.method} {request.url.path}", context=tracing.parent(incoming),
+                    kind=SpanKind.SERVER) as span:
+                return await respond(request, tracing.traceparent(span) or _traceparent(incoming))
+
+        async def respond(request: Request, traceparent: str) -> Response:
             caller = authenticate(request.headers.get("authorization"), keys)
             body = bodies.parse(body_type, await read_body(request))
             event, timeout = request_event(request, caller, body, capability)
+            logs.REQUEST_ID.set(event["request_id"])
             if isinstance(body, bodies.NativeChat | bodies.OpenAIChat) and body.stream:
                 renderer: streams.Renderer = streams.NativeRenderer(event["request_id"]) \
                     if isinstance(body, bodies.NativeChat) else \
                     streams.OpenAIRenderer(event["request_id"], int(time.time()), body.include_usage())
-                return await stream(request, event, timeout, renderer)
+                return await stream(traceparent, event, timeout, renderer)
             try:
-                answer = await bridge.submit(event_name, event, _traceparent(request.headers.get("traceparent")),
-                                             timeout)
+                answer = await bridge.submit(event_name, event, traceparent, timeout)
             except KafkaError as exc:
                 raise KAFKA_DOWN from exc
             if (error := failure(answer, event, timeout)) is not None:

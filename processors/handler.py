@@ -13,8 +13,9 @@ from typing import Any
 
 import aiohttp
 import orjson
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from infra import secrets
+from infra import secrets, tracing
 from infra.config import Settings
 from processors.catalog import ModelInfo, cost_usd, image_cost_usd
 from processors.circuit import CircuitBreaker
@@ -272,6 +273,20 @@ class RequestHandler:
         return self._failed(request, Outcome(), DEADLINE_EXCEEDED, None, record_usage=False)
 
     async def _attempt(
+        self, operation: Operation, request: dict[str, Any], target: Target, caller_key: str | None,
+        remaining_s: float, outcome: Outcome, stream: Stream | None = None,
+    ) -> Result | ProviderError:
+        """One provider call, as a span of the request's trace."""
+        with tracing.tracer.start_as_current_span(
+                f"provider {target.provider}", kind=SpanKind.CLIENT,
+                attributes={"gateway.provider": target.provider, "gateway.model": target.model,
+                            "gateway.attempt": len(outcome.attempts) + 1}) as span:
+            result = await self._call(operation, request, target, caller_key, remaining_s, outcome, stream)
+            if isinstance(result, ProviderError):
+                span.set_status(Status(StatusCode.ERROR, result.kind))
+            return result
+
+    async def _call(
         self, operation: Operation, request: dict[str, Any], target: Target, caller_key: str | None,
         remaining_s: float, outcome: Outcome, stream: Stream | None = None,
     ) -> Result | ProviderError:

@@ -22,8 +22,9 @@ from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
+from opentelemetry.trace import SpanKind
 
-from infra import kafka_clients, metrics
+from infra import kafka_clients, logs, metrics, tracing
 from infra.config import Settings
 from infra.secrets import SIGNATURE_HEADER
 from processors.admission import Admission
@@ -192,6 +193,7 @@ class RouterWorker:
             self.offsets.done(tp, record.offset)
             return
         request_id = request["request_id"]
+        logs.REQUEST_ID.set(request_id)  # this task's log lines carry it
         why = self._identities.refusal(request, codec.header(record.headers, SIGNATURE_HEADER))
         if why is not None:
             await self._effects.refuse(request, self._handler.refused(request, why), why)
@@ -239,7 +241,10 @@ class RouterWorker:
             return self._handler.expired(request)
         outcome = Outcome()
         try:
-            return await self._handler.handle(event, request, outcome, send_chunk)
+            with tracing.tracer.start_as_current_span(
+                    "router.handle", context=tracing.parent(traceparent), kind=SpanKind.CONSUMER,
+                    attributes={"gateway.request_id": request_id, "gateway.model": request["model"]}):
+                return await self._handler.handle(event, request, outcome, send_chunk)
         except asyncio.CancelledError:  # cancelled between provider calls: nothing more to record
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
             return self._handler.expired(request)

@@ -313,6 +313,7 @@ def test_the_dashboard_in_a_real_browser_shows_what_clickhouse_holds(stack: tupl
 
     assert shown["requests"] == f"{held[0]:,}"
     assert shown["errors"] == f"{held[1]:,}"
-    assert shown["cost"] == f"${held[2]:.6f}"
+    # the page rounds to a millionth a sum the rollup adds in another order than the raw table
+    assert float(shown["cost"].lstrip("$")) == pytest.approx(held[2], abs=1.5e-6)
     assert "gpt-4o" in models
     assert (logs / "dashboard.png").stat().st_size > 10_000

@@ -5,6 +5,7 @@ ask is checked: a request neither signed by an ingress nor from a declared servi
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from typing import Any
@@ -122,3 +123,22 @@ def test_requests_through_the_ingress_are_signed_and_answered(gateway: Gateway) 
                           json={"model": "gpt-4o", "messages": [{"role": "user", "content": "signed"}]}, timeout=30)
 
     assert response.status_code == 200
+
+
+def test_logs_are_json_lines_with_the_request_id_and_without_prompts(gateway: Gateway) -> None:
+    secret_prompt = f"my private prompt {uuid.uuid4().hex}"
+    response = httpx.post(gateway.url + "/v1/gateway/chat", headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
+                          json={"model": "gpt-4o", "messages": [{"role": "user", "content": secret_prompt}]},
+                          timeout=30)
+    assert response.status_code == 200
+    spoof = {**service_request(gateway.topics.replies, "gpt-4o", []), "project": "proj-a", "key_id": "a1b2c3",
+             "reply_partition": 0}
+    asyncio.run(_produce(gateway, spoof, codec.headers("RequestReceived")))
+    assert gateway.events(gateway.topics.undeliverable, spoof["request_id"], timeout_s=15)
+
+    lines = (gateway.logs / "router.log").read_text().splitlines()
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    refused = [e for e in entries if e.get("request_id") == spoof["request_id"]]
+    assert refused and refused[0]["level"] == "warning" and "refused request" in refused[0]["message"]
+    for log in gateway.logs.glob("*.log"):
+        assert secret_prompt not in log.read_text()
