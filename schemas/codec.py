@@ -83,17 +83,35 @@ def header(headers: Any, key: str) -> str | None:
 
 def decode(headers: Any, payload: bytes) -> tuple[str, dict[str, Any]]:
     """Decode a record into (event name, record) using the writer's schema named in its headers."""
-    name = header(headers, EVENT_HEADER)
-    version = header(headers, VERSION_HEADER)
+    name = version = None
+    for key, value in headers or ():
+        if key == EVENT_HEADER:
+            name = value
+        elif key == VERSION_HEADER:
+            version = value
     if name is None or version is None:
         raise UnknownEvent("record has no event/schema-version headers")
-    reader = current(name)
+    event, writer, reader = _resolution(_bytes(name), _bytes(version))
+    return event, fastavro.schemaless_reader(io.BytesIO(payload), writer, reader)  # type: ignore[return-value]
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+@cache
+def _resolution(name: bytes, version: bytes) -> tuple[str, Any, Any]:
+    """(event name, writer schema, reader schema or None when they are the same) for a header pair: read
+    once per pair, since the analytics sink decodes tens of thousands of records a second."""
+    event = name.decode()
+    reader = current(event)
+    try:
+        number = int(version)
+    except ValueError:
+        raise UnknownEvent(f"unknown schema {event} v{version!r}") from None
     # A version newer than this code knows was written by a newer producer; schemas only ever append
     # fields with defaults, so the newest schema known here reads its leading fields.
-    writer = _schemas().get((name, int(version))) or (reader if int(version) > reader.version else None)
+    writer = _schemas().get((event, number)) or (reader if number > reader.version else None)
     if writer is None:
-        raise UnknownEvent(f"unknown schema {name} v{version}")
-    record = fastavro.schemaless_reader(
-        io.BytesIO(payload), writer.parsed, None if reader is writer else reader.parsed
-    )
-    return name, record  # type: ignore[return-value]
+        raise UnknownEvent(f"unknown schema {event} v{number}")
+    return event, writer.parsed, None if reader is writer else reader.parsed
