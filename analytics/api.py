@@ -17,9 +17,8 @@ from analytics.queries import Scope
 from analytics.sink import AnalyticsSink
 from analytics.sql_guard import NotReadOnly
 from analytics.store import Store
-from infra.config import Settings, key_digest
-from ingress.auth import authenticate
 from ingress.errors import GatewayError, invalid_request
+from ingress.keyring import KeyRing
 
 _FILTERS = ("model", "provider", "status", "user", "operation")
 
@@ -45,14 +44,12 @@ def _rows(columns: list[str], rows: list[tuple[Any, ...]]) -> list[dict[str, Any
     return out
 
 
-def router(settings: Settings, store: Store, sinks: list[AnalyticsSink]) -> APIRouter:
+def router(keyring: KeyRing, store: Store, sinks: list[AnalyticsSink]) -> APIRouter:
     api = APIRouter(prefix="/v1/analytics")
-    keys, admins = settings.key_projects, settings.admin_keys
 
     def scope(request: Request) -> Scope:
-        caller = authenticate(request.headers.get("authorization"), keys)
-        token = (request.headers.get("authorization") or "").partition(" ")[2].strip()
-        return Scope(None if key_digest(token) in admins else caller.project)
+        caller = keyring.caller(request.headers.get("authorization"))
+        return Scope(None if caller.admin else caller.project)
 
     def filters(request: Request) -> dict[str, str | None]:
         return {name: request.query_params.get(name) for name in _FILTERS if request.query_params.get(name)}

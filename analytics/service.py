@@ -23,6 +23,7 @@ from infra import metrics
 from infra.config import Settings
 from infra.paths import home
 from ingress.errors import install
+from ingress.keyring import KeyRing
 
 log = logging.getLogger("gateway.analytics")
 
@@ -34,11 +35,13 @@ def open_store(settings: Settings) -> Store:
 def create_app(settings: Settings) -> FastAPI:
     store = open_store(settings)
     sinks: list[AnalyticsSink] = []
+    keyring = KeyRing(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         sink = AnalyticsSink(settings, store)  # inside the event loop, as aiokafka requires
         sinks.append(sink)
+        await keyring.start()
         applied = await asyncio.to_thread(store.migrate)
         if applied:
             log.info("analytics migrations applied: %s", ", ".join(applied))
@@ -50,11 +53,12 @@ def create_app(settings: Settings) -> FastAPI:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await keyring.stop()
             store.close()
 
     app = FastAPI(title="Kafka AI Gateway analytics", lifespan=lifespan)
     install(app)
-    app.include_router(api.router(settings, store, sinks))
+    app.include_router(api.router(keyring, store, sinks))
 
     dashboard.install(app)
 

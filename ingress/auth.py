@@ -13,9 +13,13 @@ from ingress.errors import GatewayError
 class Caller:
     project: str
     key_id: str
+    user: str | None = None
+    allowed_models: tuple[str, ...] = ()  # empty: every model
+    admin: bool = False
 
 
-def authenticate(authorization: str | None, keys: dict[str, str]) -> Caller:
+def bearer_digest(authorization: str | None) -> str:
+    """The SHA-256 of the bearer key; a missing or malformed header is a 401 saying so."""
     if not authorization:
         raise GatewayError(401, "authentication_error", "missing_api_key",
                            "missing gateway key: send 'Authorization: Bearer <key>'")
@@ -24,8 +28,11 @@ def authenticate(authorization: str | None, keys: dict[str, str]) -> Caller:
     if scheme.lower() != "bearer" or not token:
         raise GatewayError(401, "authentication_error", "invalid_api_key",
                            "malformed Authorization header: expected 'Bearer <key>'")
-    digest = key_digest(token)
-    project = keys.get(digest)
-    if project is None:
-        raise GatewayError(401, "authentication_error", "invalid_api_key", "invalid gateway key")
-    return Caller(project, "key_" + digest[:16])
+    return key_digest(token)
+
+
+def key_id(digest: str) -> str:
+    return "key_" + digest[:16]
+
+
+INVALID_KEY = GatewayError(401, "authentication_error", "invalid_api_key", "invalid gateway key")

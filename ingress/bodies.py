@@ -236,10 +236,10 @@ def parse(model: type[Body], raw: bytes) -> Body:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise _as_client_error(exc) from None
+        raise as_client_error(exc) from None
 
 
-def _as_client_error(exc: ValidationError) -> GatewayError:
+def as_client_error(exc: ValidationError) -> GatewayError:
     first = exc.errors(include_url=False)[0]
     # Drop pydantic's union-branch tags (messages.0.content.str) from the location a client sees.
     where = ".".join(str(p) for p in first["loc"] if p not in ("str", "list[tagged-union[TextPart,ImagePart]]"))

@@ -51,7 +51,12 @@ REPLY_LEASES = TopicSpec(
     config={"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)},
 )
 
-ALL = (REQUESTS, REPLIES, ATTEMPTS, USAGE, UNDELIVERABLE, REPLY_LEASES)
+KEYS = TopicSpec(
+    "keys", 1, key="key_id", events=("GatewayKeyChanged",),
+    config={"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)},
+)
+
+ALL = (REQUESTS, REPLIES, ATTEMPTS, USAGE, UNDELIVERABLE, REPLY_LEASES, KEYS)
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class TopicNames:
     usage: str
     undeliverable: str
     reply_leases: str
+    keys: str
 
     def of(self, spec: TopicSpec) -> str:
         return str(getattr(self, spec.suffix.replace("-", "_")))

@@ -1,0 +1,104 @@
+"""The admin API (admin keys only): gateway keys created, listed, updated and revoked. A key's secret is
+in the answer to its creation and nowhere else."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.responses import Response
+
+from ingress import openapi
+from ingress.bodies import as_client_error
+from ingress.keyring import KeyRing, _now_ms
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeyCreate(_Strict):
+    project: str = Field(min_length=1, max_length=200)
+    team: str | None = Field(None, min_length=1)
+    user: str | None = Field(None, min_length=1)
+    allowed_models: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    expires_at: datetime | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.timestamp() * 1000 <= _now_ms():
+            raise ValueError("must be in the future")
+        return value
+
+
+class KeyUpdate(_Strict):
+    allowed_models: list[Annotated[str, Field(min_length=1)]] | None = None
+    expires_at: datetime | None = None
+    metadata: dict[str, str] | None = None
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "digest"}
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status, media_type="application/json")
+
+
+def _parse(model: type[_Strict], raw: bytes) -> Any:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise as_client_error(exc) from None
+
+
+def _ms(value: datetime | None) -> int | None:
+    return int(value.timestamp() * 1000) if value is not None else None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {status: openapi.error_response() for status in (400, 401, 403, 404)}
+
+
+def _body(model: type[_Strict]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+def install(app: FastAPI, keyring: KeyRing) -> None:
+    @app.post("/v1/admin/keys", status_code=201, responses=ERRORS, openapi_extra=_body(KeyCreate))
+    async def create_key(request: Request) -> Response:
+        """A new gateway key for a project (optionally a team and user), limited to some models, expiring."""
+        keyring.admin(request.headers.get("authorization"))
+        body: KeyCreate = _parse(KeyCreate, await request.body())
+        secret, record = await keyring.create(body.project, body.team, body.user, body.allowed_models,
+                                              _ms(body.expires_at), body.metadata)
+        return _json({**_public(record), "key": secret}, 201)
+
+    @app.get("/v1/admin/keys", responses=ERRORS)
+    async def list_keys(request: Request, project: str | None = None) -> Response:
+        keyring.admin(request.headers.get("authorization"))
+        return _json({"data": [_public(r) for r in keyring.list(project)]})
+
+    @app.get("/v1/admin/keys/{key_id}", responses=ERRORS)
+    async def get_key(key_id: str, request: Request) -> Response:
+        keyring.admin(request.headers.get("authorization"))
+        return _json(_public(keyring.find(key_id)))
+
+    @app.patch("/v1/admin/keys/{key_id}", responses=ERRORS, openapi_extra=_body(KeyUpdate))
+    async def update_key(key_id: str, request: Request) -> Response:
+        keyring.admin(request.headers.get("authorization"))
+        body: KeyUpdate = _parse(KeyUpdate, await request.body())
+        fields = body.model_dump(exclude_unset=True)
+        if "expires_at" in fields:
+            fields["expires_at_ms"] = _ms(fields.pop("expires_at"))
+        return _json(_public(await keyring.change(key_id, **fields)))
+
+    @app.delete("/v1/admin/keys/{key_id}", responses=ERRORS)
+    async def revoke_key(key_id: str, request: Request) -> Response:
+        """Revoke: every instance refuses the key within a second; the record stays, for audit."""
+        keyring.admin(request.headers.get("authorization"))
+        return _json(_public(await keyring.change(key_id, revoked_at_ms=_now_ms())))

@@ -1,0 +1,106 @@
+"""What the ingress makes of an HTTP request before it goes to Kafka: the body read within its limit, the
+deadline, the caller's own provider keys sealed, and the request event itself."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+
+from infra import secrets
+from infra.config import Settings
+from ingress import bodies
+from ingress.auth import Caller
+from ingress.bridge import KafkaBridge
+from ingress.errors import GatewayError, invalid_request
+from processors.routing import RouteTable
+
+TIMEOUT_HEADER = "x-gateway-timeout-ms"
+PROVIDER_KEY_HEADER = "x-provider-key-"
+
+
+class RequestBuilder:
+    def __init__(self, settings: Settings, routes: RouteTable, bridge: KafkaBridge) -> None:
+        self._limits = settings.config.ingress
+        self._providers = settings.config.providers
+        self._routes = routes
+        self._bridge = bridge
+        self._byok = secrets.ProviderKeySealer(settings.env.gateway_secret, settings.previous_secrets) \
+            if settings.env.gateway_secret else None
+
+    async def read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        too_big = GatewayError(413, "invalid_request_error", "request_too_large",
+                               f"request body is larger than {self._limits.max_body_bytes} bytes")
+        if declared and declared.isdigit() and int(declared) > self._limits.max_body_bytes:
+            raise too_big
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self._limits.max_body_bytes:
+                raise too_big
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _timeout_s(self, request: Request) -> float:
+        value = request.headers.get(TIMEOUT_HEADER)
+        if value is None:
+            return self._limits.request_timeout_s
+        try:
+            ms = float(value)
+        except ValueError:
+            ms = -1
+        if not 0 < ms <= self._limits.max_timeout_s * 1000:
+            raise invalid_request(f"{TIMEOUT_HEADER} must be a number of milliseconds in "
+                                  f"(0, {int(self._limits.max_timeout_s * 1000)}]", "invalid_timeout")
+        return ms / 1000
+
+    def _provider_keys(self, request: Request, event: dict[str, Any]) -> list[dict[str, str]]:
+        """`x-provider-key-<provider>` headers: the caller's own key for one provider, sealed at once for
+        this request only (its id, project and provider; it expires with the request's deadline)."""
+        given = {name[len(PROVIDER_KEY_HEADER):]: value for name, value in request.headers.items()
+                 if name.startswith(PROVIDER_KEY_HEADER)}
+        if not given:
+            return []
+        if self._byok is None:
+            raise invalid_request("this gateway does not accept provider keys from callers (no GATEWAY_SECRET)",
+                                  "provider_keys_disabled")
+        for provider in given:
+            if provider not in self._providers:
+                raise invalid_request(f"{PROVIDER_KEY_HEADER}{provider}: no provider named '{provider}'",
+                                      "unknown_provider")
+        return [{"provider": p, "ciphertext": self._byok.seal(key, event["request_id"], event["project"], p,
+                                                         event["deadline_ms"])} for p, key in given.items()]
+
+    def event(self, request: Request, caller: Caller, body: bodies.Body, capability: str
+              ) -> tuple[dict[str, Any], float]:
+        """The request record to produce, and its timeout in seconds."""
+        fields = body.event_fields()
+        for model in (fields["model"], *fields["fallback"]):
+            if caller.allowed_models and model not in caller.allowed_models:
+                raise GatewayError(403, "permission_error", "model_not_allowed",
+                                   f"this key may use {', '.join(caller.allowed_models)}, not '{model}'", "model")
+            if not self._routes.known(model):
+                raise GatewayError(404, "invalid_request_error", "model_not_found",
+                                   f"the model '{model}' does not exist", "model")
+            if not self._routes.supports(model, capability):
+                raise invalid_request(f"the model '{model}' does not support {capability}", "model_not_supported",
+                                      "model")
+        timeout = self._timeout_s(request)
+        received = time.time_ns() // 1_000_000
+        event = {
+            "request_id": f"gw-{uuid.uuid4().hex}",
+            "project": caller.project,
+            "key_id": caller.key_id,
+            "received_at_ms": received,
+            "deadline_ms": received + int(timeout * 1000),
+            "reply_topic": self._bridge.reply_topic,
+            "reply_partition": self._bridge.reply_partition,
+            **fields,
+        }
+        if caller.user and not event.get("user"):  # a key issued for a user speaks for it
+            event["user"] = caller.user
+        event["provider_keys"] = self._provider_keys(request, event)
+        return event, timeout

@@ -1,0 +1,102 @@
+"""Gateway keys as state on the log: created through the admin API, honoured by every ingress instance,
+revoked everywhere within a second, expiring, limited to models, surviving restarts; shown once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_KEY, GATEWAY_KEY, Gateway, free_port, stop_process, wait_for_port
+from tests.kafka_events import read_events
+
+
+def _admin(gateway: Gateway, method: str, path: str, key: str = ADMIN_KEY, **body: Any) -> httpx.Response:
+    return httpx.request(method, gateway.url + path, headers={"Authorization": f"Bearer {key}"},
+                         json=body or None, timeout=10)
+
+
+def _chat(url: str, key: str, model: str = "gpt-4o") -> httpx.Response:
+    return httpx.post(url + "/v1/gateway/chat", headers={"Authorization": f"Bearer {key}"}, timeout=30,
+                      json={"model": model, "messages": [{"role": "user", "content": "with my new key"}]})
+
+
+@pytest.fixture
+def second_ingress(gateway: Gateway) -> Any:
+    port = free_port()
+    with open(gateway.logs / "ingress-keys.log", "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "infra.cli", "ingress", "--port", str(port)],
+                                   env=gateway.env, stdout=log, stderr=log)
+    wait_for_port(port, process)
+    time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}"
+    stop_process(process)
+
+
+def test_a_created_key_works_everywhere_until_it_is_revoked_everywhere(gateway: Gateway, second_ingress: str) -> None:
+    created = _admin(gateway, "POST", "/v1/admin/keys", project="proj-b", user="u1", allowed_models=["gpt-4o"],
+                     metadata={"owner": "billing team"})
+    assert created.status_code == 201, created.text
+    secret, key_id = created.json()["key"], created.json()["key_id"]
+    assert "digest" not in created.json()
+
+    for url in (gateway.url, second_ingress):
+        assert _chat(url, secret).status_code == 200
+    refused = _chat(gateway.url, secret, "gpt-4o-mini")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_not_allowed"
+    listed = _admin(gateway, "GET", "/v1/admin/keys?project=proj-b").json()["data"]
+    assert [k["key_id"] for k in listed if k["key_id"] == key_id] == [key_id] and "key" not in listed[0]
+
+    assert _admin(gateway, "DELETE", f"/v1/admin/keys/{key_id}").json()["revoked_at_ms"] is not None
+    time.sleep(1.0)
+    for url in (gateway.url, second_ingress):
+        response = _chat(url, secret)
+        assert response.status_code == 401 and response.json()["error"]["code"] == "revoked_api_key"
+    assert secret not in repr(read_events(gateway.bootstrap, gateway.topics.keys))
+
+
+def test_a_key_expires(gateway: Gateway) -> None:
+    expires = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    secret = _admin(gateway, "POST", "/v1/admin/keys", project="proj-a", expires_at=expires).json()["key"]
+
+    assert _chat(gateway.url, secret).status_code == 200
+    time.sleep(2.2)
+    response = _chat(gateway.url, secret)
+    assert response.status_code == 401 and response.json()["error"]["code"] == "expired_api_key"
+
+
+def test_keys_survive_a_restart_of_the_ingress(gateway: Gateway) -> None:
+    secret = _admin(gateway, "POST", "/v1/admin/keys", project="proj-a").json()["key"]
+    assert gateway.ingress is not None
+    stop_process(gateway.ingress)
+    gateway.start_ingress(int(gateway.url.rsplit(":", 1)[1]))
+    gateway.wait_ready()
+
+    assert _chat(gateway.url, secret).status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "param"), [
+    ("POST", "/v1/admin/keys", {"user": "x"}, 400, "project"),
+    ("POST", "/v1/admin/keys", {"project": "p", "colour": "red"}, 400, "colour"),
+    ("POST", "/v1/admin/keys", {"project": "p", "expires_at": "2001-01-01T00:00:00Z"}, 400, "expires_at"),
+    ("POST", "/v1/admin/keys", {"project": "p", "expires_at": "soon"}, 400, "expires_at"),
+    ("DELETE", "/v1/admin/keys/key_nope", {}, 404, "key_id"),
+    ("PATCH", "/v1/admin/keys/key_nope", {"metadata": {}}, 404, "key_id"),
+])
+def test_bad_admin_input_gets_a_clear_4xx(gateway: Gateway, method: str, path: str, body: dict[str, Any],
+                                          status: int, param: str) -> None:
+    response = _admin(gateway, method, path, **body)
+
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["param"] == param
+
+
+def test_a_non_admin_key_cannot_administer(gateway: Gateway) -> None:
+    response = _admin(gateway, "POST", "/v1/admin/keys", key=GATEWAY_KEY, project="proj-a")
+
+    assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
