@@ -122,6 +122,12 @@ def cmd_sql(args: argparse.Namespace) -> None:
     sys.exit(run_sql(settings, args.query, args.format))
 
 
+def cmd_keys(args: argparse.Namespace) -> None:
+    from infra.admin_client import keys_command
+
+    keys_command(args.action, args.project, args.user, args.team, args.models, args.expires_in, args.key_id)
+
+
 def cmd_check_config(args: argparse.Namespace) -> None:
     settings = _settings(args)
     enabled = [name for name, p in settings.config.providers.items() if p.enabled]
@@ -230,6 +236,16 @@ def main(argv: list[str] | None = None) -> None:
     sql.add_argument("query")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sql.set_defaults(func=cmd_sql)
+
+    keys = sub.add_parser("keys", help="gateway keys: create, list, revoke (GATEWAY_URL, GATEWAY_ADMIN_KEY)")
+    keys.add_argument("action", choices=["create", "list", "revoke"])
+    keys.add_argument("key_id", nargs="?", help="revoke: the key id")
+    keys.add_argument("--project")
+    keys.add_argument("--user")
+    keys.add_argument("--team")
+    keys.add_argument("--models", help="comma-separated models the key may use (default: all)")
+    keys.add_argument("--expires-in", help="30d, 12h, 90m")
+    keys.set_defaults(func=cmd_keys)
 
     args = parser.parse_args(argv)
     logs.configure(os.environ.get("GATEWAY_LOG_LEVEL", "WARNING"), os.environ.get("GATEWAY_LOG_FORMAT", "json"))

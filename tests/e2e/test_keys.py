@@ -100,3 +100,22 @@ def test_a_non_admin_key_cannot_administer(gateway: Gateway) -> None:
     response = _admin(gateway, "POST", "/v1/admin/keys", key=GATEWAY_KEY, project="proj-a")
 
     assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+
+
+def test_the_cli_creates_lists_and_revokes_keys(gateway: Gateway) -> None:
+    env = {**gateway.env, "GATEWAY_URL": gateway.url, "GATEWAY_ADMIN_KEY": ADMIN_KEY}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "infra.cli", "keys", *args], env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    created = cli("create", "--project", "proj-a", "--models", "gpt-4o", "--expires-in", "30d")
+    assert created.returncode == 0, created.stderr
+    secret, key_id = created.stdout.split()[0], created.stdout.split("key id ")[1].split(";")[0]
+    assert _chat(gateway.url, secret).status_code == 200
+    assert key_id in cli("list", "--project", "proj-a").stdout
+    assert cli("revoke", key_id).returncode == 0
+    time.sleep(1.0)
+    assert _chat(gateway.url, secret).status_code == 401
+    bad = cli("create", "--project", "proj-a", "--expires-in", "soon")
+    assert bad.returncode != 0 and "--expires-in" in bad.stderr
