@@ -9,7 +9,7 @@ from typing import Any
 
 from ingress.errors import GatewayError, invalid_request
 
-GROUPS = ("model", "provider", "project", "user", "status")
+GROUPS = ("model", "provider", "project", "user", "status")  # prompt versions: the request log and SQL
 INTERVALS = {"minute": "toStartOfMinute(minute)", "hour": "toStartOfHour(minute)", "day": "day", "none": None}
 FILTERS = ("model", "provider", "status", "user", "operation")
 EXPORT_FORMATS = {"csv": ("CSVWithNames", "text/csv"), "jsonl": ("JSONEachRow", "application/x-ndjson"),

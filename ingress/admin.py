@@ -4,7 +4,7 @@ in the answer to its creation and nowhere else."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import FastAPI, Request
@@ -14,6 +14,7 @@ from starlette.responses import Response
 from ingress import openapi
 from ingress.bodies import as_client_error
 from ingress.keyring import KeyRing, _now_ms
+from ingress.templates import TemplateStore
 
 
 class _Strict(BaseModel):
@@ -42,6 +43,26 @@ class KeyUpdate(_Strict):
     metadata: dict[str, str] | None = None
 
 
+class TemplateMessage(_Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str = Field(min_length=1)
+
+
+class TemplateCreate(_Strict):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_.-]{1,100}$")
+    messages: list[TemplateMessage] = Field(min_length=1)
+    published: bool = True
+
+
+class TemplatePublish(_Strict):
+    published: bool
+
+
+def _template(record: dict[str, Any]) -> dict[str, Any]:
+    shown = {k: v for k, v in record.items() if k != "messages_json"}
+    return {**shown, "messages": orjson.loads(record["messages_json"])}
+
+
 def _public(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k != "digest"}
 
@@ -68,7 +89,32 @@ def _body(model: type[_Strict]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
-def install(app: FastAPI, keyring: KeyRing) -> None:
+def install(app: FastAPI, keyring: KeyRing, templates: TemplateStore) -> None:
+    _install_keys(app, keyring)
+
+    @app.post("/v1/admin/templates", status_code=201, responses=ERRORS, openapi_extra=_body(TemplateCreate))
+    async def create_template(request: Request) -> Response:
+        """A new version of a prompt template (the first makes the template); published unless told not."""
+        keyring.admin(request.headers.get("authorization"))
+        body: TemplateCreate = _parse(TemplateCreate, await request.body())
+        record = await templates.add(body.name, [m.model_dump() for m in body.messages], body.published)
+        return _json(_template(record), 201)
+
+    @app.get("/v1/admin/templates", responses=ERRORS)
+    async def list_templates(request: Request) -> Response:
+        keyring.admin(request.headers.get("authorization"))
+        return _json({"data": [_template(t) for t in templates.list()]})
+
+    @app.patch("/v1/admin/templates/{name}/versions/{version}", responses=ERRORS,
+               openapi_extra=_body(TemplatePublish))
+    async def publish_template(name: str, version: int, request: Request) -> Response:
+        """Publish (the latest published version answers requests that name no version) or withdraw."""
+        keyring.admin(request.headers.get("authorization"))
+        body: TemplatePublish = _parse(TemplatePublish, await request.body())
+        return _json(_template(await templates.publish(name, version, body.published)))
+
+
+def _install_keys(app: FastAPI, keyring: KeyRing) -> None:
     @app.post("/v1/admin/keys", status_code=201, responses=ERRORS, openapi_extra=_body(KeyCreate))
     async def create_key(request: Request) -> Response:
         """A new gateway key for a project (optionally a team and user), limited to some models, expiring."""

@@ -124,7 +124,10 @@ class ResponseFormat(_Body):
 
 class _ChatBody(_Body):
     model: str = Field(min_length=1)
-    messages: list[Message] = Field(min_length=1)
+    messages: list[Message] | None = None  # may be left out when a prompt template makes them
+    prompt_id: str | None = Field(None, min_length=1)
+    prompt_version: Int32 | None = None
+    variables: dict[str, str | int | float | bool] | None = None
     max_tokens: Int32 | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
@@ -145,7 +148,9 @@ class _ChatBody(_Body):
         return {
             "model": self.model,
             "fallback": self.fallback_models(),
-            "messages": [m.event() for m in self.messages],
+            "messages": [m.event() for m in self.messages or ()],
+            "prompt_id": self.prompt_id,
+            "prompt_version": self.prompt_version,
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "top_p": self.top_p,

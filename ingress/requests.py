@@ -15,6 +15,7 @@ from ingress import bodies
 from ingress.auth import Caller
 from ingress.bridge import KafkaBridge
 from ingress.errors import GatewayError, invalid_request
+from ingress.templates import TemplateStore, render
 from processors.routing import RouteTable
 
 TIMEOUT_HEADER = "x-gateway-timeout-ms"
@@ -22,7 +23,8 @@ PROVIDER_KEY_HEADER = "x-provider-key-"
 
 
 class RequestBuilder:
-    def __init__(self, settings: Settings, routes: RouteTable, bridge: KafkaBridge) -> None:
+    def __init__(self, settings: Settings, routes: RouteTable, bridge: KafkaBridge, templates: TemplateStore) -> None:
+        self._templates = templates
         self._limits = settings.config.ingress
         self._providers = settings.config.providers
         self._routes = routes
@@ -74,10 +76,30 @@ class RequestBuilder:
         return [{"provider": p, "ciphertext": self._byok.seal(key, event["request_id"], event["project"], p,
                                                          event["deadline_ms"])} for p, key in given.items()]
 
+    def _apply_prompt(self, body: bodies.NativeChat | bodies.OpenAIChat, fields: dict[str, Any]) -> None:
+        """A named prompt template's messages, rendered with the request's variables, before its own."""
+        if body.prompt_id is None:
+            if body.variables is not None or body.prompt_version is not None:
+                raise invalid_request("'variables' and 'prompt_version' go with 'prompt_id'", "invalid_value",
+                                      "prompt_id")
+            if body.messages is None:
+                raise invalid_request("missing required parameter: 'messages'", "missing_required_parameter",
+                                      "messages")
+            if not body.messages:
+                raise invalid_request("'messages' must not be empty", "invalid_value", "messages")
+            return
+        template = self._templates.get(body.prompt_id, body.prompt_version)
+        rendered = [{"role": m["role"], "content": m["content"], "name": None, "parts": [], "tool_calls": [],
+                     "tool_call_id": None} for m in render(template, body.variables or {})]
+        fields["messages"] = rendered + fields["messages"]
+        fields["prompt_version"] = template["version"]
+
     def event(self, request: Request, caller: Caller, body: bodies.Body, capability: str
               ) -> tuple[dict[str, Any], float]:
         """The request record to produce, and its timeout in seconds."""
         fields = body.event_fields()
+        if isinstance(body, bodies.NativeChat | bodies.OpenAIChat):
+            self._apply_prompt(body, fields)
         for model in (fields["model"], *fields["fallback"]):
             if caller.allowed_models and model not in caller.allowed_models:
                 raise GatewayError(403, "permission_error", "model_not_allowed",

@@ -455,4 +455,5 @@ class RequestHandler:
             "cached_tokens": tokens.cached, "reasoning_tokens": tokens.reasoning, "ttft_ms": ttft_ms,
             "user": request.get("user"), "stream": bool(request.get("stream")),
             "operation": "chat" if "messages" in request else "embeddings" if "input" in request else "images",
+            "prompt_id": request.get("prompt_id"), "prompt_version": request.get("prompt_version"),
         }

@@ -56,7 +56,12 @@ KEYS = TopicSpec(
     config={"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)},
 )
 
-ALL = (REQUESTS, REPLIES, ATTEMPTS, USAGE, UNDELIVERABLE, REPLY_LEASES, KEYS)
+TEMPLATES = TopicSpec(
+    "templates", 1, key="name:version", events=("PromptTemplateChanged",),
+    config={"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)},
+)
+
+ALL = (REQUESTS, REPLIES, ATTEMPTS, USAGE, UNDELIVERABLE, REPLY_LEASES, KEYS, TEMPLATES)
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class TopicNames:
     undeliverable: str
     reply_leases: str
     keys: str
+    templates: str
 
     def of(self, spec: TopicSpec) -> str:
         return str(getattr(self, spec.suffix.replace("-", "_")))
