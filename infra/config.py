@@ -11,7 +11,7 @@ import hashlib
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -143,6 +143,37 @@ class Service(_Strict):
     reply_partitions: int = Field(3, ge=1, description="Partitions of the reply topics the gateway creates.")
 
 
+class Limit(_Strict):
+    """A rate limit: requests and / or tokens per minute, counted per project and, within it, per key, user
+    or model (`match` narrows it to one of them)."""
+
+    scope: Literal["project", "key", "user", "model"]
+    project: str | None = Field(None, description="Only this project (default: each project).")
+    match: str | None = Field(None, description="Only this key id, user or model (default: each).")
+    requests_per_minute: int | None = Field(None, gt=0)
+    tokens_per_minute: int | None = Field(None, gt=0)
+    burst: int | None = Field(None, gt=0, description="Bucket size (default: the per-minute amount).")
+
+    @model_validator(mode="after")
+    def _some_rate(self) -> Limit:
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            raise ValueError("give requests_per_minute and / or tokens_per_minute")
+        return self
+
+
+class Budget(_Strict):
+    """A cost budget in USD per period; hard ones refuse requests once spent, soft ones only alert."""
+
+    name: str = Field(min_length=1)
+    scope: Literal["project", "key", "user", "model"] = "project"
+    project: str | None = None
+    match: str | None = None
+    usd: float = Field(gt=0)
+    period: Literal["day", "month"]
+    hard: bool = True
+    thresholds: list[Annotated[float, Field(gt=0, le=2)]] = Field(default_factory=lambda: [0.5, 0.8, 1.0])
+
+
 class Kafka(_Strict):
     """The size chain: a request body fits a record, a record fits what producers send and topics keep."""
 
@@ -172,6 +203,8 @@ class GatewayConfig(_Strict):
     kafka: Kafka = Kafka()
     services: dict[str, Service] = Field(default_factory=dict)
     analytics: Analytics = Analytics()
+    limits: list[Limit] = Field(default_factory=list)
+    budgets: list[Budget] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _routes_name_providers(self) -> GatewayConfig:

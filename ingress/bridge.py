@@ -19,6 +19,7 @@ from infra import kafka_clients
 from infra.config import Settings
 from infra.secrets import SIGNATURE_HEADER, RequestSigner
 from ingress.reply_lease import ReplyLease
+from processors.limits import Policies
 from schemas import codec
 
 log = logging.getLogger("gateway.ingress")
@@ -35,6 +36,9 @@ class KafkaBridge:
         self.reply_topic = settings.topics.replies
         self.reply_partition = reply_partition if reply_partition is not None else -1
         self._signer = RequestSigner(settings.signing_secret, settings.previous_secrets)
+        config = settings.config
+        self._governed = Policies(config.limits, config.budgets).projects() if config.limits or config.budgets \
+            else set()
         self._lease = ReplyLease(settings, instance_id or f"ingress-{uuid.uuid4().hex[:12]}") \
             if reply_partition is None else None
         self._producer: AIOKafkaProducer | None = None
@@ -64,6 +68,16 @@ class KafkaBridge:
         self._reader = asyncio.create_task(self._read_replies())
         self._reader.add_done_callback(self._reader_ended)
         self.ready = True
+
+    async def _produce(self, event: str, request: dict[str, Any], traceparent: str | None) -> None:
+        """Onto `requests` keyed by request id; a project under a limit or budget goes through the
+        gatekeeper first (`admission`, keyed by project). Awaited: once this returns, the request is on Kafka."""
+        assert self._producer is not None
+        governed = self._governed is None or request["project"] in self._governed
+        topic, key = (self.settings.topics.admission, request["project"]) if governed \
+            else (self.settings.topics.requests, request["request_id"])
+        await self._producer.send_and_wait(topic, codec.encode(event, request), key=key.encode(),
+                                           headers=self._headers(event, request, traceparent))
 
     def _headers(self, event: str, request: dict[str, Any], traceparent: str | None) -> codec.Headers:
         """The event's headers and the ingress's signature: the router knows it came through HTTP."""
@@ -106,10 +120,7 @@ class KafkaBridge:
         self._pending[request_id] = waiter
         assert self._producer is not None, "submit() before start()"
         try:
-            await self._producer.send_and_wait(
-                self.settings.topics.requests, codec.encode(event, request),
-                key=request_id.encode(), headers=self._headers(event, request, traceparent),
-            )
+            await self._produce(event, request, traceparent)
             return await asyncio.wait_for(waiter, timeout_s)
         except TimeoutError:
             return None
@@ -123,10 +134,7 @@ class KafkaBridge:
         queue: asyncio.Queue[Reply] = asyncio.Queue()
         self._pending[request["request_id"]] = queue
         try:
-            await self._producer.send_and_wait(
-                self.settings.topics.requests, codec.encode(event, request),
-                key=request["request_id"].encode(), headers=self._headers(event, request, traceparent),
-            )
+            await self._produce(event, request, traceparent)
         except BaseException:
             self._pending.pop(request["request_id"], None)
             raise

@@ -47,8 +47,10 @@ def failure(answer: tuple[str, dict[str, Any]] | None, event: dict[str, Any], ti
                             headers={"x-request-id": event["request_id"]})
     name, reply = answer
     if name == "RequestFailed":
-        return GatewayError(reply["status"], reply["error_type"], reply["code"], reply["message"],
-                            headers={"x-request-id": reply["request_id"]})
+        headers = {"x-request-id": reply["request_id"]}
+        if reply.get("retry_after_s") is not None:
+            headers["retry-after"] = str(max(1, round(reply["retry_after_s"])))
+        return GatewayError(reply["status"], reply["error_type"], reply["code"], reply["message"], headers=headers)
     return None
 
 

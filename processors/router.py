@@ -31,6 +31,7 @@ from processors.admission import Admission
 from processors.answered import answered_view
 from processors.catalog import load_catalog
 from processors.effects import Effects, EffectsLost
+from processors.gatekeeper import Gatekeeper
 from processors.handler import OPERATIONS, Outcome, RequestHandler, now_ms
 from processors.identity import Identities
 from processors.offsets import OffsetTracker
@@ -318,6 +319,15 @@ async def serve(settings: Settings, instance_id: str | None = None, metrics_port
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, worker.stop)
-    await worker.run()
+    if settings.config.limits or settings.config.budgets:
+        stopping = asyncio.Event()
+        gate = asyncio.create_task(Gatekeeper(settings).run(stopping))
+        try:
+            await worker.run()
+        finally:
+            stopping.set()
+            await gate
+    else:
+        await worker.run()
     if worker.fatal is not None:
         raise SystemExit(f"gateway router: stopped, Kafka unreachable for effects ({worker.fatal})")

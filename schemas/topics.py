@@ -61,7 +61,24 @@ TEMPLATES = TopicSpec(
     config={"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)},
 )
 
-ALL = (REQUESTS, REPLIES, ATTEMPTS, USAGE, UNDELIVERABLE, REPLY_LEASES, KEYS, TEMPLATES)
+# Requests of projects under a rate limit or budget pass through the gatekeeper first: keyed by project,
+# with as many partitions as `usage`, so the gatekeeper that admits a project's requests also owns the
+# usage partition that settles them (co-partitioned by the same key and partitioner).
+ADMISSION = TopicSpec(
+    "admission", 3, key="project", events=("RequestReceived", "EmbeddingsRequested", "ImagesRequested"),
+    config={"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
+)
+REJECTIONS = TopicSpec(
+    "rejections", 3, key="project", events=("RequestRejected",),
+    config={"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
+)
+BUDGET_ALERTS = TopicSpec(
+    "budget-alerts", 1, key="budget:project:period:threshold", events=("BudgetThresholdCrossed",),
+    config={"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)},
+)
+
+ALL = (REQUESTS, REPLIES, ATTEMPTS, USAGE, UNDELIVERABLE, REPLY_LEASES, KEYS, TEMPLATES, ADMISSION, REJECTIONS,
+       BUDGET_ALERTS)
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,9 @@ class TopicNames:
     reply_leases: str
     keys: str
     templates: str
+    admission: str
+    rejections: str
+    budget_alerts: str
 
     def of(self, spec: TopicSpec) -> str:
         return str(getattr(self, spec.suffix.replace("-", "_")))

@@ -261,8 +261,10 @@ def test_deleting_the_store_and_replaying_the_topics_rebuilds_the_same_totals(
 
 def test_the_ingress_passes_analytics_through_on_its_own_address(stack: tuple[Gateway, str, Path]) -> None:
     gateway, url, _ = stack
-    _chat(gateway, "gpt-4o", "through the front door")
-    _wait_for_rows(url, 1)
+    request_id = _chat(gateway, "gpt-4o", "through the front door")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and request_id not in _get(url, "/v1/analytics/requests", limit=1000).text:
+        time.sleep(0.2)  # this request is in the store: nothing else is on its way
 
     via_ingress = _get(gateway.url, "/v1/analytics/summary", group_by="model")
     direct = _get(url, "/v1/analytics/summary", group_by="model")

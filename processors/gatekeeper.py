@@ -1,0 +1,169 @@
+"""The gatekeeper: the admission stage for projects under a rate limit or a cost budget. It consumes the
+`admission` topic (keyed by project, consumer group `<prefix>gatekeeper`), decides with `limits.py`, and
+either forwards the request to `requests` (keyed by request id: the routers spread it as any other) or
+answers 429 and records a `RequestRejected`. It follows the partitions of `usage` with the same numbers
+(co-partitioned by project) to settle costs and tokens, and restores its state from them at start;
+thresholds crossed go to the compacted `budget-alerts` topic, which it also reads at start, so each is
+announced once per period across restarts. Runs inside every router process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+
+from infra import kafka_clients
+from infra.config import Settings
+from infra.log_view import Change, LogView
+from processors.catalog import cost_usd, load_catalog
+from processors.limits import Policies, Refusal, period_of, period_start_ms, prompt_estimate
+from processors.routing import RouteTable
+from schemas import codec
+
+log = logging.getLogger("gateway.gatekeeper")
+DEFAULT_COMPLETION_TOKENS = 512  # what a request that names no max_tokens is expected to cost, for reservations
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def fold_alerts(sent: set[str], change: Change) -> None:
+    sent.add(change.key.decode())
+
+
+class _FollowUsage(ConsumerRebalanceListener):
+    def __init__(self, keeper: Gatekeeper) -> None:
+        self._keeper = keeper
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._keeper.follow_usage({tp.partition for tp in assigned})
+
+
+class Gatekeeper:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        config = settings.config
+        self.policies = Policies(config.limits, config.budgets)
+        self._routes = RouteTable(config, load_catalog(config.catalog))
+        self._consumer = kafka_clients.consumer(settings.bootstrap_servers, config.kafka,
+                                                group_id=settings.env.gateway_topic_prefix + "gatekeeper",
+                                                auto_offset_reset="earliest")
+        self._usage = kafka_clients.consumer(settings.bootstrap_servers, config.kafka)
+        self._producer = kafka_clients.producer(settings.bootstrap_servers, kafka=config.kafka)
+        self._alerts: LogView[set[str]] = LogView(settings.bootstrap_servers, settings.topics.budget_alerts,
+                                                  fold_alerts, set(), config.kafka)
+        self._settler: asyncio.Task[None] | None = None
+        self._usage_lock = asyncio.Lock()  # one reader of the usage consumer at a time (restore, settle)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        await self._producer.start()
+        await self._alerts.start()
+        await self._usage.start()
+        await self._consumer.start()
+        self._consumer.subscribe([self.settings.topics.admission], listener=_FollowUsage(self))
+        self._settler = asyncio.create_task(self._settle_loop())
+        try:
+            while not stopping.is_set():
+                batch = await self._consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    for record in records:
+                        await self._admit(record.headers, record.value or b"")
+                if batch:
+                    await self._producer.flush()
+                    await self._consumer.commit()
+        finally:
+            self._settler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._settler
+            for client in (self._consumer, self._usage, self._producer):
+                await client.stop()
+            await self._alerts.stop()
+
+    async def follow_usage(self, partitions: set[int]) -> None:
+        """Own these projects: rebuild their spend from the usage of the current periods, then follow it."""
+        since = min((period_start_ms(period_of(b, _now_ms())) for b in self.settings.config.budgets),
+                    default=_now_ms() - 60_000)
+        tps = [TopicPartition(self.settings.topics.usage, p) for p in sorted(partitions)]
+        async with self._usage_lock:
+            self._usage.assign(tps)
+            if not tps:
+                return
+            found = await self._usage.offsets_for_times({tp: since for tp in tps})
+            ends = await self._usage.end_offsets(tps)
+            for tp in tps:
+                self._usage.seek(tp, found[tp].offset if found.get(tp) is not None else ends[tp])
+            # Restoring: settle what is already there before admitting anything new.
+            while any(await self._usage.position(tp) < ends[tp] for tp in tps):
+                await self._settle_batch(await self._usage.getmany(timeout_ms=200), announce=True)
+
+    async def _settle_loop(self) -> None:
+        while True:
+            if not self._usage.assignment():
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                async with self._usage_lock:
+                    batch = await self._usage.getmany(timeout_ms=200)
+                await self._settle_batch(batch, announce=True)
+            except Exception:  # a bad record or a Kafka hiccup must not stop settling
+                log.exception("settling usage failed; reading on")
+
+    async def _settle_batch(self, batch: dict[TopicPartition, list[Any]], announce: bool) -> None:
+        for records in batch.values():
+            for record in records:
+                try:
+                    _, usage = codec.decode(record.headers, record.value or b"")
+                except (codec.UnknownEvent, ValueError, EOFError):
+                    continue
+                for budget, period, threshold, spent in self.policies.settle(usage, None, time.monotonic()):
+                    key = f"{budget.name}:{usage['project']}:{period}:{threshold}"
+                    if announce and key not in self._alerts.state:
+                        await self._alerts.publish(key.encode(), "BudgetThresholdCrossed", {
+                            "budget": budget.name, "project": usage["project"], "period": period,
+                            "threshold": threshold, "spent_usd": spent, "limit_usd": budget.usd,
+                            "crossed_at_ms": _now_ms()})
+                        log.warning("budget %s of project %s crossed %.0f%% in %s (%.6f of %s USD)", budget.name,
+                                    usage["project"], threshold * 100, period, spent, budget.usd)
+
+    def _expected_cost(self, request: dict[str, Any]) -> float:
+        target = self._routes.target(request["model"])
+        if target is None or target.info is None:
+            return 0.0
+        return cost_usd(target.info, prompt_estimate(request), request.get("max_tokens") or DEFAULT_COMPLETION_TOKENS)
+
+    async def _admit(self, headers: Any, payload: bytes) -> None:
+        try:
+            _, request = codec.decode(headers, payload)
+        except (codec.UnknownEvent, ValueError, EOFError) as exc:
+            log.error("skipping an undecodable admission record: %r", exc)
+            return
+        refusal = self.policies.admit(request, self._expected_cost(request), time.monotonic(), _now_ms())
+        if refusal is None:
+            await self._producer.send(self.settings.topics.requests, payload, key=request["request_id"].encode(),
+                                      headers=list(headers or ()))
+            return
+        await self._refuse(request, refusal)
+
+    async def _refuse(self, request: dict[str, Any], refusal: Refusal) -> None:
+        now = _now_ms()
+        reply = {"request_id": request["request_id"], "project": request["project"], "status": refusal.status,
+                 "error_type": "rate_limit_error", "code": refusal.code, "message": refusal.message, "attempts": 0,
+                 "failed_at_ms": now, "retry_after_s": refusal.retry_after_s}
+        partition = request["reply_partition"] if request["reply_partition"] >= 0 else None
+        await self._producer.send(request["reply_topic"], codec.encode("RequestFailed", reply),
+                                  key=request["request_id"].encode(), partition=partition,
+                                  headers=codec.headers("RequestFailed"))
+        await self._producer.send(self.settings.topics.rejections, codec.encode("RequestRejected", {
+            "request_id": request["request_id"], "project": request["project"], "key_id": request["key_id"],
+            "user": request.get("user"), "model": request["model"], "code": refusal.code,
+            "message": refusal.message, "retry_after_s": refusal.retry_after_s, "rejected_at_ms": now}),
+            key=request["project"].encode(), headers=codec.headers("RequestRejected"))

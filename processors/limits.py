@@ -1,0 +1,167 @@
+"""Rate limits and cost budgets as pure state (no Kafka): what the gatekeeper decides for a request, and
+what a usage event settles. One gatekeeper owns a project's partition, so every counter here has a single
+writer and is exact for that project.
+
+- Rate limits: a token bucket per (policy, project, key / user / model) for requests per minute (with a
+  burst) and one for tokens per minute: prompt tokens estimated and taken at admission, completion
+  tokens taken when the usage arrives (a bucket may go below zero: the next requests wait).
+- Budgets: per period (day or month, UTC), spent (settled usage, each request id once) plus reserved (the
+  expected cost of admitted requests still running). A hard budget refuses a request once spent and
+  reserved reach it, so its overshoot is at most what was in flight; thresholds are crossed once per
+  period.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from infra.config import Budget, Limit
+
+
+@dataclass
+class Bucket:
+    capacity: float
+    per_second: float
+    level: float
+    at: float
+
+    def refill(self, now: float) -> None:
+        self.level = min(self.capacity, self.level + (now - self.at) * self.per_second)
+        self.at = now
+
+    def seconds_until(self, amount: float) -> float:
+        return max(0.0, (amount - self.level) / self.per_second) if self.per_second else math.inf
+
+
+@dataclass
+class Ledger:
+    spent: float = 0.0
+    reserved: dict[str, float] = field(default_factory=dict)
+    settled: set[str] = field(default_factory=set)
+    crossed: set[float] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    code: str
+    message: str
+    retry_after_s: float | None
+
+
+def period_of(budget: Budget, at_ms: int) -> str:
+    moment = datetime.fromtimestamp(at_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%d" if budget.period == "day" else "%Y-%m")
+
+
+def period_start_ms(period: str) -> int:
+    """The first millisecond of a 'YYYY-MM' or 'YYYY-MM-DD' period."""
+    parts = [int(p) for p in period.split("-")] + [1]
+    return int(datetime(parts[0], parts[1], parts[2], tzinfo=UTC).timestamp() * 1000)
+
+
+def _subject(scope: str, request: dict[str, Any]) -> str | None:
+    """The value a policy of this scope counts a request under (None: the policy does not apply)."""
+    return {"project": request["project"], "key": request["key_id"], "user": request.get("user"),
+            "model": request["model"]}[scope]
+
+
+def prompt_estimate(request: dict[str, Any]) -> int:
+    """Prompt tokens before the call: four characters a token (the provider's count settles it after)."""
+    chars = sum(len(m.get("content") or "") + sum(len(p.get("text") or "") for p in m.get("parts") or ())
+                for m in request.get("messages") or ())
+    return max(1, chars // 4)
+
+
+class Policies:
+    def __init__(self, limits: list[Limit], budgets: list[Budget]) -> None:
+        self._limits = limits
+        self._budgets = budgets
+        self.buckets: dict[tuple[int, str, str, str], Bucket] = {}
+        self.ledgers: dict[tuple[str, str, str], Ledger] = {}  # (budget name, project, period)
+
+    def projects(self) -> set[str] | None:
+        """The projects any policy names, or None when a policy applies to every project."""
+        named: set[str] = set()
+        for policy in (*self._limits, *self._budgets):
+            if policy.project is None:
+                return None
+            named.add(policy.project)
+        return named
+
+    def _applies(self, policy: Limit | Budget, request: dict[str, Any]) -> str | None:
+        if policy.project is not None and policy.project != request["project"]:
+            return None
+        subject = _subject(policy.scope, request)
+        if subject is None or (policy.match is not None and policy.match != subject):
+            return None
+        return subject
+
+    def admit(self, request: dict[str, Any], expected_cost: float, now: float, now_ms: int) -> Refusal | None:
+        """Take what the request needs, or refuse it (taking nothing)."""
+        takes: list[tuple[Bucket, float]] = []
+        for i, limit in enumerate(self._limits):
+            subject = self._applies(limit, request)
+            if subject is None:
+                continue
+            for kind, per_minute, amount in (("requests", limit.requests_per_minute, 1.0),
+                                             ("tokens", limit.tokens_per_minute, float(prompt_estimate(request)))):
+                if per_minute is None:
+                    continue
+                capacity = float(limit.burst or per_minute)
+                bucket = self.buckets.setdefault((i, kind, request["project"], subject),
+                                                 Bucket(capacity, per_minute / 60, capacity, now))
+                bucket.refill(now)
+                if bucket.level < amount:
+                    wait = bucket.seconds_until(amount)
+                    return Refusal(429, "rate_limited", f"{kind} per minute limit of {per_minute} for "
+                                   f"{limit.scope} {subject!r} reached; retry in {math.ceil(wait)} s", wait)
+                takes.append((bucket, amount))
+        for budget in self._budgets:
+            if self._applies(budget, request) is None or not budget.hard:
+                continue
+            ledger = self.ledger(budget, request["project"], now_ms)
+            if ledger.spent + sum(ledger.reserved.values()) >= budget.usd:
+                return Refusal(429, "budget_exceeded", f"budget {budget.name!r} ({budget.usd} USD a {budget.period}) "
+                               f"is spent: {ledger.spent:.6f} USD", None)
+        for bucket, amount in takes:
+            bucket.level -= amount
+        for budget in self._budgets:
+            if self._applies(budget, request) is not None:
+                self.ledger(budget, request["project"], now_ms).reserved[request["request_id"]] = expected_cost
+        return None
+
+    def ledger(self, budget: Budget, project: str, at_ms: int) -> Ledger:
+        return self.ledgers.setdefault((budget.name, project, period_of(budget, at_ms)), Ledger())
+
+    def settle(self, usage: dict[str, Any], request: dict[str, Any] | None, now: float
+               ) -> list[tuple[Budget, str, float, float]]:
+        """A finished request's usage: completion tokens taken, its cost spent (once per request id), its
+        reservation released. Returns the thresholds crossed: (budget, period, threshold, spent)."""
+        subject_request = request or {"project": usage["project"], "key_id": usage["key_id"],
+                                      "user": usage.get("user"), "model": usage["model"]}
+        for (i, kind, project, subject), bucket in self.buckets.items():
+            limit = self._limits[i]
+            if kind == "tokens" and project == usage["project"] and \
+                    self._applies(limit, subject_request) == subject:
+                bucket.refill(now)
+                bucket.level -= usage["completion_tokens"]
+        crossed = []
+        for budget in self._budgets:
+            if self._applies(budget, subject_request) is None:
+                continue
+            period = period_of(budget, usage["recorded_at_ms"])
+            ledger = self.ledgers.setdefault((budget.name, usage["project"], period), Ledger())
+            ledger.reserved.pop(usage["request_id"], None)
+            if usage["request_id"] in ledger.settled:
+                continue
+            ledger.settled.add(usage["request_id"])
+            ledger.spent += usage["cost_usd"]
+            for threshold in budget.thresholds:
+                if ledger.spent >= threshold * budget.usd and threshold not in ledger.crossed:
+                    ledger.crossed.add(threshold)
+                    crossed.append((budget, period, threshold, ledger.spent))
+        return crossed

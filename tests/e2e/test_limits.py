@@ -1,0 +1,103 @@
+"""Rate limits and hard budgets across two ingress instances and two routers (each running a gatekeeper):
+exact counts, 429s with retry-after, a rejection event each, thresholds announced once, and the state
+rebuilt after every router restarts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import (
+    GATEWAY_KEY,
+    OTHER_PROJECT_KEY,
+    Gateway,
+    free_port,
+    start_gateway,
+    stop_process,
+    wait_for_port,
+    write_config,
+)
+from tests.kafka_events import read_events
+
+BUDGET_USD = 0.0012  # about fourteen of the small gpt-4o requests below (~0.00008 USD each)
+
+
+@pytest.fixture(scope="module")
+def governed(bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[tuple[Gateway, str]]:
+    config = write_config(tmp_path_factory.mktemp("limits") / "gateway.yaml", openai_mock)
+    raw = yaml.safe_load(config.read_text())
+    raw["limits"] = [{"scope": "project", "project": "proj-a", "requests_per_minute": 60, "burst": 5}]
+    raw["budgets"] = [{"name": "proj-b-monthly", "project": "proj-b", "usd": BUDGET_USD, "period": "month"}]
+    config.write_text(yaml.safe_dump(raw))
+    gateway = start_gateway(bootstrap, config, logs)
+    port = free_port()
+    with open(logs / "limits-extra.log", "ab") as log:
+        gateway.extra.append(subprocess.Popen([sys.executable, "-m", "infra.cli", "router"], env=gateway.env,
+                                              stdout=log, stderr=log))
+        gateway.extra.append(subprocess.Popen([sys.executable, "-m", "infra.cli", "ingress", "--port", str(port)],
+                                              env=gateway.env, stdout=log, stderr=log))
+    wait_for_port(port, gateway.extra[-1])
+    time.sleep(3)  # the second router joins the gatekeeper group
+    yield gateway, f"http://127.0.0.1:{port}"
+    for process in (gateway.ingress, gateway.router, *gateway.extra):
+        if process is not None:
+            stop_process(process)
+
+
+def _ask(url: str, key: str, text: str) -> httpx.Response:
+    return httpx.post(url + "/v1/gateway/chat", headers={"Authorization": f"Bearer {key}"}, timeout=30,
+                      json={"model": "gpt-4o", "max_tokens": 10, "messages": [{"role": "user", "content": text}]})
+
+
+def test_a_rate_limit_holds_across_two_ingress_instances_and_two_routers(governed: tuple[Gateway, str]) -> None:
+    gateway, second = governed
+    with ThreadPoolExecutor(10) as pool:
+        responses = list(pool.map(lambda i: _ask((gateway.url, second)[i % 2], GATEWAY_KEY, f"limited {i}"),
+                                  range(10)))
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] * 5 + [429] * 5  # the burst of 5, whichever instance took them
+    refused = [r for r in responses if r.status_code == 429]
+    assert all(r.json()["error"]["code"] == "rate_limited" and int(r.headers["retry-after"]) >= 1 for r in refused)
+    rejected = {e["request_id"] for _, e in read_events(gateway.bootstrap, gateway.topics.rejections)}
+    assert {r.headers["x-request-id"] for r in refused} <= rejected
+
+
+def test_a_hard_budget_stops_at_its_limit_alerts_once_and_survives_restarts(governed: tuple[Gateway, str]) -> None:
+    gateway, second = governed
+    with ThreadPoolExecutor(50) as pool:
+        responses = list(pool.map(lambda i: _ask((gateway.url, second)[i % 2], OTHER_PROJECT_KEY, f"spend {i}"),
+                                  range(50)))
+
+    ok = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(ok) + len(refused) == 50 and all(r.json()["error"]["code"] == "budget_exceeded" for r in refused)
+    costs = [r.json()["usage"]["cost_usd"] for r in ok]
+    # Reservations at admission: what is spent stays within the budget plus what was in flight at the end.
+    assert sum(costs) <= BUDGET_USD + max(costs)
+    assert sum(costs) >= BUDGET_USD - 2 * max(costs)  # and it did not stop much short of it
+    time.sleep(2)
+    alerts = [a for _, a in read_events(gateway.bootstrap, gateway.topics.budget_alerts)
+              if a["budget"] == "proj-b-monthly"]
+    assert sorted(a["threshold"] for a in alerts) == [0.5, 0.8, 1.0]
+
+    # Every router restarts: the spend is rebuilt from the usage topic, the alerts are not sent again.
+    assert gateway.router is not None
+    stop_process(gateway.router)
+    stop_process(gateway.extra[0])
+    gateway.start_router()
+    time.sleep(4)
+    assert _ask(gateway.url, OTHER_PROJECT_KEY, "after the restart").json()["error"]["code"] == "budget_exceeded"
+    assert _ask(gateway.url, GATEWAY_KEY, "another project").status_code in (200, 429)
+    again = [a for _, a in read_events(gateway.bootstrap, gateway.topics.budget_alerts)
+             if a["budget"] == "proj-b-monthly"]
+    assert len(again) == 3

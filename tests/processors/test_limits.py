@@ -1,0 +1,58 @@
+"""Rate limits and budgets as pure state: what is admitted, refused, settled and announced."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from infra.config import Budget, Limit
+from processors.limits import Policies
+
+NOW_MS = 1_790_000_000_000
+
+
+def request(i: int, project: str = "p", key: str = "k1") -> dict[str, Any]:
+    return {"request_id": f"r{i}", "project": project, "key_id": key, "user": None, "model": "gpt-4o",
+            "messages": [{"role": "user", "content": "x" * 40}]}
+
+
+def usage(i: int, cost: float, project: str = "p") -> dict[str, Any]:
+    return {"request_id": f"r{i}", "project": project, "key_id": "k1", "user": None, "model": "gpt-4o",
+            "completion_tokens": 5, "cost_usd": cost, "recorded_at_ms": NOW_MS}
+
+
+def test_requests_per_minute_with_a_burst_then_a_retry_after() -> None:
+    policies = Policies([Limit(scope="key", requests_per_minute=60, burst=3)], [])
+
+    assert [policies.admit(request(i), 0, 0.0, NOW_MS) for i in range(3)] == [None] * 3
+    refused = policies.admit(request(3), 0, 0.0, NOW_MS)
+    assert refused is not None and refused.code == "rate_limited" and refused.retry_after_s == pytest.approx(1.0)
+    assert policies.admit(request(4, key="k2"), 0, 0.0, NOW_MS) is None  # another key has its own bucket
+    assert policies.admit(request(5), 0, 1.0, NOW_MS) is None  # a second later, one more
+
+
+def test_a_hard_budget_reserves_then_refuses_and_charges_each_request_once() -> None:
+    budget = Budget(name="b", project="p", usd=1.0, period="month")
+    policies = Policies([], [budget])
+
+    assert policies.admit(request(1), 0.6, 0.0, NOW_MS) is None
+    assert policies.admit(request(2), 0.6, 0.0, NOW_MS) is None  # 0.6 reserved < 1.0: admitted
+    refused = policies.admit(request(3), 0.6, 0.0, NOW_MS)
+    assert refused is not None and refused.code == "budget_exceeded"  # reserved 1.2 >= 1.0
+    crossed = policies.settle(usage(1, 0.55), None, 0.0)
+    assert [c[2] for c in crossed] == [0.5]
+    assert policies.settle(usage(1, 0.55), None, 0.0) == []  # delivered twice, charged once
+    ledger = policies.ledger(budget, "p", NOW_MS)
+    assert ledger.spent == pytest.approx(0.55) and set(ledger.reserved) == {"r2"}
+    assert [c[2] for c in policies.settle(usage(2, 0.5), None, 0.0)] == [0.8, 1.0]
+    assert policies.admit(request(4), 0.01, 0.0, NOW_MS).code == "budget_exceeded"  # type: ignore[union-attr]
+
+
+def test_a_soft_budget_only_alerts_and_other_projects_are_not_counted() -> None:
+    policies = Policies([], [Budget(name="soft", project="p", usd=1.0, period="day", hard=False)])
+
+    assert policies.settle(usage(1, 2.0), None, 0.0)[-1][2] == 1.0
+    assert policies.admit(request(2), 1.0, 0.0, NOW_MS) is None
+    assert policies.settle(usage(3, 5.0, project="q"), None, 0.0) == []
+    assert policies.projects() == {"p"}
