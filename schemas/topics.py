@@ -20,45 +20,54 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+def kept(days: float) -> dict[str, str]:
+    """A log kept for a time (requests, audit events)."""
+    return {"retention.ms": str(int(days * DAY_MS)), "cleanup.policy": "delete"}
+
+
+# State that only its latest value per key matters for (leases, keys, templates, alerts): compacted.
+COMPACTED = {"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)}
+
+
 # Keyed by request id: one busy project spreads over every router, and a request's RequestCancelled
 # (same key) lands on the partition, so the worker, that runs it.
 REQUESTS = TopicSpec(
     "requests", 6, key="request_id",
     events=("RequestReceived", "EmbeddingsRequested", "ImagesRequested", "RequestCancelled"),
-    config={"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
+    config=kept(7),
 )
 REPLIES = TopicSpec(
     "replies", 8, key="request_id",
     events=("ResponseChunk", "ResponseCompleted", "EmbeddingsCompleted", "ImagesCompleted", "RequestFailed"),
-    config={"retention.ms": str(3600 * 1000), "cleanup.policy": "delete"},
+    config=kept(1 / 24),
 )
 ATTEMPTS = TopicSpec(
     "attempts", 3, key="request_id", events=("AttemptFinished",),
-    config={"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
+    config=kept(30),
 )
 USAGE = TopicSpec(
     "usage", 3, key="project", events=("UsageRecorded",),
-    config={"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
+    config=kept(30),
 )
 
 UNDELIVERABLE = TopicSpec(
     "undeliverable", 1, key="request_id", events=("RequestFailed",),
-    config={"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
+    config=kept(30),
 )
 
 REPLY_LEASES = TopicSpec(
     "reply-leases", 1, key="partition", events=("ReplyPartitionClaimed",),
-    config={"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)},
+    config=COMPACTED,
 )
 
 KEYS = TopicSpec(
     "keys", 1, key="key_id", events=("GatewayKeyChanged",),
-    config={"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)},
+    config=COMPACTED,
 )
 
 TEMPLATES = TopicSpec(
     "templates", 1, key="name:version", events=("PromptTemplateChanged",),
-    config={"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)},
+    config=COMPACTED,
 )
 
 # Requests of projects under a rate limit or budget pass through the gatekeeper first: keyed by project,
@@ -66,15 +75,15 @@ TEMPLATES = TopicSpec(
 # usage partition that settles them (co-partitioned by the same key and partitioner).
 ADMISSION = TopicSpec(
     "admission", 3, key="project", events=("RequestReceived", "EmbeddingsRequested", "ImagesRequested"),
-    config={"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
+    config=kept(7),
 )
 REJECTIONS = TopicSpec(
     "rejections", 3, key="project", events=("RequestRejected",),
-    config={"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
+    config=kept(30),
 )
 BUDGET_ALERTS = TopicSpec(
     "budget-alerts", 1, key="budget:project:period:threshold", events=("BudgetThresholdCrossed",),
-    config={"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)},
+    config=COMPACTED,
 )
 
 ALL = (REQUESTS, REPLIES, ATTEMPTS, USAGE, UNDELIVERABLE, REPLY_LEASES, KEYS, TEMPLATES, ADMISSION, REJECTIONS,
