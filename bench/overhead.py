@@ -47,12 +47,17 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--mock-port", type=int, default=18180)
     parser.add_argument("--port", type=int, default=18088)
+    parser.add_argument("--governed", action="store_true",
+                        help="put the bench project under a (never reached) rate limit and budget: every request "
+                             "passes the gatekeeper")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench: wrk is needed (apt-get install wrk)")
 
     rows = []
-    with running_stack(args.port, args.mock_port) as stack:
+    extra = {"limits": [{"scope": "project", "requests_per_minute": 10_000_000}],
+             "budgets": [{"name": "bench", "usd": 1_000_000, "period": "month"}]} if args.governed else None
+    with running_stack(args.port, args.mock_port, extra_config=extra) as stack:
         targets = {
             "direct": (stack.mock + "/chat/completions", {"Authorization": f"Bearer {MOCK_KEY}"}),
             "gateway": (stack.gateway + "/v1/chat/completions", {"Authorization": f"Bearer {KEY}"}),

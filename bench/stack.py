@@ -46,7 +46,8 @@ def _wait_http(url: str, timeout_s: float = 60) -> None:
 
 
 @contextmanager
-def running_stack(port: int, mock_port: int, models: dict[str, dict[str, str]] | None = None) -> Iterator[Stack]:
+def running_stack(port: int, mock_port: int, models: dict[str, dict[str, str]] | None = None,
+                  extra_config: dict[str, object] | None = None) -> Iterator[Stack]:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or kafka_broker.start()
     prefix = f"bench-{uuid.uuid4().hex[:6]}."
     asyncio.run(kafka_clients.ensure_topics(bootstrap, TopicNames.for_prefix(prefix)))
@@ -57,6 +58,7 @@ def running_stack(port: int, mock_port: int, models: dict[str, dict[str, str]] |
         "keys": [{"key": KEY, "project": "bench"}],
         "providers": {"openai": {"kind": "openai", "base_url": mock, "api_key_env": "BENCH_OPENAI_KEY"}},
         "models": models or {},
+        **(extra_config or {}),
     }))
     env = {**os.environ, "GATEWAY_CONFIG": str(config), "GATEWAY_TOPIC_PREFIX": prefix,
            "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BENCH_OPENAI_KEY": MOCK_KEY, "MOCK_OPENAI_API_KEY": MOCK_KEY}

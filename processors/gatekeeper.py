@@ -16,12 +16,14 @@ import time
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from infra import kafka_clients
 from infra.config import Settings
 from infra.log_view import Change, LogView
 from processors.catalog import cost_usd, load_catalog
 from processors.limits import Policies, Refusal, period_of, period_start_ms, prompt_estimate
+from processors.offsets import OffsetTracker
 from processors.routing import RouteTable
 from schemas import codec
 
@@ -42,7 +44,7 @@ class _FollowUsage(ConsumerRebalanceListener):
         self._keeper = keeper
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
+        await self._keeper.release(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._keeper.follow_usage({tp.partition for tp in assigned})
@@ -62,7 +64,8 @@ class Gatekeeper:
         self._alerts: LogView[set[str]] = LogView(settings.bootstrap_servers, settings.topics.budget_alerts,
                                                   fold_alerts, set(), config.kafka)
         self._settler: asyncio.Task[None] | None = None
-        self._usage_lock = asyncio.Lock()  # one reader of the usage consumer at a time (restore, settle)
+        self._usage_lock = asyncio.Lock()
+        self._offsets = OffsetTracker()  # one reader of the usage consumer at a time (restore, settle)
 
     async def run(self, stopping: asyncio.Event) -> None:
         await self._producer.start()
@@ -71,22 +74,53 @@ class Gatekeeper:
         await self._consumer.start()
         self._consumer.subscribe([self.settings.topics.admission], listener=_FollowUsage(self))
         self._settler = asyncio.create_task(self._settle_loop())
+        committer = asyncio.create_task(self._commit_loop())
         try:
             while not stopping.is_set():
                 batch = await self._consumer.getmany(timeout_ms=200)
-                for records in batch.values():
+                for tp, records in batch.items():
                     for record in records:
-                        await self._admit(record.headers, record.value or b"")
-                if batch:
-                    await self._producer.flush()
-                    await self._consumer.commit()
+                        self._offsets.started(tp, record.offset)
+                        sent = await self._admit(record.headers, record.value or b"")
+                        self._done_when(sent, tp, record.offset)
         finally:
+            committer.cancel()
+            await self._producer.flush()
+            await self._commit()
             self._settler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._settler
             for client in (self._consumer, self._usage, self._producer):
                 await client.stop()
             await self._alerts.stop()
+
+    def _done_when(self, sent: list[asyncio.Future[Any]], tp: TopicPartition, offset: int) -> None:
+        """An admission record is done once what it produced is on Kafka (committed by `_commit_loop`, not
+        awaited here: the next request does not wait for this one's acknowledgement)."""
+        pending = [f for f in sent if not f.done()]
+        if not pending:
+            self._offsets.done(tp, offset)
+            return
+        gathered = asyncio.gather(*pending)
+        gathered.add_done_callback(lambda f: None if f.exception() else self._offsets.done(tp, offset))
+
+    async def release(self, revoked: set[TopicPartition]) -> None:
+        """Partitions leave: what was forwarded is committed first, so the next owner does not forward it again."""
+        await self._producer.flush()
+        await self._commit()
+        self._offsets.forget(revoked)
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            await self._commit()
+
+    async def _commit(self) -> None:
+        positions = self._offsets.committable()
+        if positions:
+            with contextlib.suppress(KafkaError):
+                await self._consumer.commit(positions)
+                self._offsets.mark_committed(positions)
 
     async def follow_usage(self, partitions: set[int]) -> None:
         """Own these projects: rebuild their spend from the usage of the current periods, then follow it."""
@@ -140,30 +174,31 @@ class Gatekeeper:
             return 0.0
         return cost_usd(target.info, prompt_estimate(request), request.get("max_tokens") or DEFAULT_COMPLETION_TOKENS)
 
-    async def _admit(self, headers: Any, payload: bytes) -> None:
+    async def _admit(self, headers: Any, payload: bytes) -> list[asyncio.Future[Any]]:
+        """Forward or refuse one request; returns the deliveries of what it produced."""
         try:
             _, request = codec.decode(headers, payload)
         except (codec.UnknownEvent, ValueError, EOFError) as exc:
             log.error("skipping an undecodable admission record: %r", exc)
-            return
+            return []
         refusal = self.policies.admit(request, self._expected_cost(request), time.monotonic(), _now_ms())
         if refusal is None:
-            await self._producer.send(self.settings.topics.requests, payload, key=request["request_id"].encode(),
-                                      headers=list(headers or ()))
-            return
-        await self._refuse(request, refusal)
+            return [await self._producer.send(self.settings.topics.requests, payload,
+                                              key=request["request_id"].encode(), headers=list(headers or ()))]
+        return await self._refuse(request, refusal)
 
-    async def _refuse(self, request: dict[str, Any], refusal: Refusal) -> None:
+    async def _refuse(self, request: dict[str, Any], refusal: Refusal) -> list[asyncio.Future[Any]]:
         now = _now_ms()
         reply = {"request_id": request["request_id"], "project": request["project"], "status": refusal.status,
                  "error_type": "rate_limit_error", "code": refusal.code, "message": refusal.message, "attempts": 0,
                  "failed_at_ms": now, "retry_after_s": refusal.retry_after_s}
         partition = request["reply_partition"] if request["reply_partition"] >= 0 else None
-        await self._producer.send(request["reply_topic"], codec.encode("RequestFailed", reply),
-                                  key=request["request_id"].encode(), partition=partition,
-                                  headers=codec.headers("RequestFailed"))
-        await self._producer.send(self.settings.topics.rejections, codec.encode("RequestRejected", {
+        answered = await self._producer.send(request["reply_topic"], codec.encode("RequestFailed", reply),
+                                             key=request["request_id"].encode(), partition=partition,
+                                             headers=codec.headers("RequestFailed"))
+        recorded = await self._producer.send(self.settings.topics.rejections, codec.encode("RequestRejected", {
             "request_id": request["request_id"], "project": request["project"], "key_id": request["key_id"],
             "user": request.get("user"), "model": request["model"], "code": refusal.code,
             "message": refusal.message, "retry_after_s": refusal.retry_after_s, "rejected_at_ms": now}),
             key=request["project"].encode(), headers=codec.headers("RequestRejected"))
+        return [answered, recorded]
