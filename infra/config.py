@@ -174,6 +174,25 @@ class Budget(_Strict):
     thresholds: list[Annotated[float, Field(gt=0, le=2)]] = Field(default_factory=lambda: [0.5, 0.8, 1.0])
 
 
+class Webhook(_Strict):
+    url: str
+    secret_env: str = Field(description="The variable holding the HMAC secret the body is signed with.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    def secret(self) -> str:
+        return os.environ.get(self.secret_env, "")
+
+
+class Alerts(_Strict):
+    webhooks: list[Webhook] = Field(default_factory=list)
+
+
 class Kafka(_Strict):
     """The size chain: a request body fits a record, a record fits what producers send and topics keep."""
 
@@ -205,6 +224,7 @@ class GatewayConfig(_Strict):
     analytics: Analytics = Analytics()
     limits: list[Limit] = Field(default_factory=list)
     budgets: list[Budget] = Field(default_factory=list)
+    alerts: Alerts = Alerts()
 
     @model_validator(mode="after")
     def _routes_name_providers(self) -> GatewayConfig:

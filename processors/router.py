@@ -28,6 +28,7 @@ from infra import kafka_clients, logs, metrics, tracing
 from infra.config import Settings
 from infra.secrets import SIGNATURE_HEADER
 from processors.admission import Admission
+from processors.alerts import AlertSender
 from processors.answered import answered_view
 from processors.catalog import load_catalog
 from processors.effects import Effects, EffectsLost
@@ -319,15 +320,16 @@ async def serve(settings: Settings, instance_id: str | None = None, metrics_port
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, worker.stop)
+    stopping = asyncio.Event()
+    helpers = []
     if settings.config.limits or settings.config.budgets:
-        stopping = asyncio.Event()
-        gate = asyncio.create_task(Gatekeeper(settings).run(stopping))
-        try:
-            await worker.run()
-        finally:
-            stopping.set()
-            await gate
-    else:
+        helpers.append(asyncio.create_task(Gatekeeper(settings).run(stopping)))
+    if settings.config.alerts.webhooks:
+        helpers.append(asyncio.create_task(AlertSender(settings).run(stopping)))
+    try:
         await worker.run()
+    finally:
+        stopping.set()
+        await asyncio.gather(*helpers, return_exceptions=True)
     if worker.fatal is not None:
         raise SystemExit(f"gateway router: stopped, Kafka unreachable for effects ({worker.fatal})")

@@ -4,12 +4,18 @@ rebuilt after every router restarts."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +33,26 @@ from tests.conftest import (
 )
 from tests.kafka_events import read_events
 
+WEBHOOK_SECRET = "a-webhook-secret"
+DELIVERIES: list[tuple[str, bytes, str, int]] = []  # (alert id, body, signature, status answered)
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """A webhook that refuses each alert's first delivery, so the gateway must retry it."""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        alert_id = self.headers["x-gateway-alert-id"]
+        status = 200 if any(d[0] == alert_id for d in DELIVERIES) else 500
+        DELIVERIES.append((alert_id, body, self.headers["x-gateway-signature"], status))
+        self.send_response(status)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        return None
+
+
 BUDGET_USD = 0.0012  # about fourteen of the small gpt-4o requests below (~0.00008 USD each)
 
 
@@ -37,8 +63,12 @@ def governed(bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory: pyt
     raw = yaml.safe_load(config.read_text())
     raw["limits"] = [{"scope": "project", "project": "proj-a", "requests_per_minute": 60, "burst": 5}]
     raw["budgets"] = [{"name": "proj-b-monthly", "project": "proj-b", "usd": BUDGET_USD, "period": "month"}]
+    receiver = ThreadingHTTPServer(("127.0.0.1", free_port()), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    raw["alerts"] = {"webhooks": [{"url": f"http://127.0.0.1:{receiver.server_port}/alerts",
+                                   "secret_env": "TEST_WEBHOOK_SECRET"}]}
     config.write_text(yaml.safe_dump(raw))
-    gateway = start_gateway(bootstrap, config, logs)
+    gateway = start_gateway(bootstrap, config, logs, {"TEST_WEBHOOK_SECRET": WEBHOOK_SECRET})
     port = free_port()
     with open(logs / "limits-extra.log", "ab") as log:
         gateway.extra.append(subprocess.Popen([sys.executable, "-m", "infra.cli", "router"], env=gateway.env,
@@ -51,6 +81,7 @@ def governed(bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory: pyt
     for process in (gateway.ingress, gateway.router, *gateway.extra):
         if process is not None:
             stop_process(process)
+    receiver.shutdown()
 
 
 def _ask(url: str, key: str, text: str) -> httpx.Response:
@@ -89,6 +120,15 @@ def test_a_hard_budget_stops_at_its_limit_alerts_once_and_survives_restarts(gove
     alerts = [a for _, a in read_events(gateway.bootstrap, gateway.topics.budget_alerts)
               if a["budget"] == "proj-b-monthly"]
     assert sorted(a["threshold"] for a in alerts) == [0.5, 0.8, 1.0]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len([d for d in DELIVERIES if d[3] == 200]) < 3:
+        time.sleep(0.2)
+    accepted = [d for d in DELIVERIES if d[3] == 200]
+    assert len(accepted) == 3 and len(DELIVERIES) == 6  # each refused once, then delivered once
+    for _, body, sent_signature, _ in accepted:
+        expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(sent_signature, expected)
+        assert json.loads(body)["budget"] == "proj-b-monthly"
 
     # Every router restarts: the spend is rebuilt from the usage topic, the alerts are not sent again.
     assert gateway.router is not None
@@ -101,3 +141,5 @@ def test_a_hard_budget_stops_at_its_limit_alerts_once_and_survives_restarts(gove
     again = [a for _, a in read_events(gateway.bootstrap, gateway.topics.budget_alerts)
              if a["budget"] == "proj-b-monthly"]
     assert len(again) == 3
+    time.sleep(1)
+    assert len([d for d in DELIVERIES if d[3] == 200]) == 3  # not delivered again after the restart
