@@ -12,6 +12,7 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -183,6 +184,8 @@ class KafkaBridge:
         try:
             name, reply = codec.decode(headers, payload)
             request_id = reply["request_id"]
+            if (quota := codec.header(headers, "gateway-ratelimit")) is not None:
+                reply["ratelimit"] = orjson.loads(quota)  # the gatekeeper's counters, for x-ratelimit-* headers
         except Exception as exc:  # a record from a broken or hostile producer: never fatal to the reader
             self.undecodable_replies += 1
             log.warning("dropping undecodable reply: %r", exc)

@@ -50,6 +50,15 @@ class Effects:
         self._audit = audit
         self._known_topics: set[str] = {settings.topics.replies}
         self._budget_s = settings.config.router.effects_retry_s
+        self._carried: dict[str, codec.Headers] = {}
+
+    def carry(self, request_id: str, headers: codec.Headers) -> None:
+        """Headers a request brought that its replies carry back (the gatekeeper's rate-limit state)."""
+        if headers:
+            self._carried[request_id] = headers
+
+    def forget(self, request_id: str) -> None:
+        self._carried.pop(request_id, None)
 
     async def chunk(self, request: dict[str, Any], chunk: dict[str, Any], traceparent: str | None
                     ) -> asyncio.Future[Any]:
@@ -125,7 +134,8 @@ class Effects:
         partition = request["reply_partition"] if request["reply_partition"] >= 0 else None
         return await self._replies.send(
             request["reply_topic"], codec.encode(event, record), key=request["request_id"].encode(),
-            partition=partition, headers=codec.headers(event, traceparent),
+            partition=partition, headers=[*codec.headers(event, traceparent),
+                                          *self._carried.get(request["request_id"], ())],
         )
 
     async def _undeliverable(self, request: dict[str, Any], outcome: Outcome, traceparent: str | None,

@@ -15,6 +15,7 @@ import logging
 import time
 from typing import Any
 
+import orjson
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -28,6 +29,7 @@ from processors.routing import RouteTable
 from schemas import codec
 
 log = logging.getLogger("gateway.gatekeeper")
+RATELIMIT_HEADER = "gateway-ratelimit"  # travels with the request and its reply, to the x-ratelimit-* headers
 DEFAULT_COMPLETION_TOKENS = 512  # what a request that names no max_tokens is expected to cost, for reservations
 
 
@@ -181,13 +183,18 @@ class Gatekeeper:
         except (codec.UnknownEvent, ValueError, EOFError) as exc:
             log.error("skipping an undecodable admission record: %r", exc)
             return []
-        refusal = self.policies.admit(request, self._expected_cost(request), time.monotonic(), _now_ms())
+        now = time.monotonic()
+        refusal = self.policies.admit(request, self._expected_cost(request), now, _now_ms())
+        quota = self.policies.quota(request, now)
+        extra = [(RATELIMIT_HEADER, orjson.dumps(quota))] if quota else []
         if refusal is None:
             return [await self._producer.send(self.settings.topics.requests, payload,
-                                              key=request["request_id"].encode(), headers=list(headers or ()))]
-        return await self._refuse(request, refusal)
+                                              key=request["request_id"].encode(),
+                                              headers=[*(headers or ()), *extra])]
+        return await self._refuse(request, refusal, extra)
 
-    async def _refuse(self, request: dict[str, Any], refusal: Refusal) -> list[asyncio.Future[Any]]:
+    async def _refuse(self, request: dict[str, Any], refusal: Refusal, extra: list[tuple[str, bytes]]
+                      ) -> list[asyncio.Future[Any]]:
         now = _now_ms()
         reply = {"request_id": request["request_id"], "project": request["project"], "status": refusal.status,
                  "error_type": "rate_limit_error", "code": refusal.code, "message": refusal.message, "attempts": 0,
@@ -195,7 +202,7 @@ class Gatekeeper:
         partition = request["reply_partition"] if request["reply_partition"] >= 0 else None
         answered = await self._producer.send(request["reply_topic"], codec.encode("RequestFailed", reply),
                                              key=request["request_id"].encode(), partition=partition,
-                                             headers=codec.headers("RequestFailed"))
+                                             headers=[*codec.headers("RequestFailed"), *extra])
         recorded = await self._producer.send(self.settings.topics.rejections, codec.encode("RequestRejected", {
             "request_id": request["request_id"], "project": request["project"], "key_id": request["key_id"],
             "user": request.get("user"), "model": request["model"], "code": refusal.code,

@@ -134,6 +134,23 @@ class Policies:
                 self.ledger(budget, request["project"], now_ms).reserved[request["request_id"]] = expected_cost
         return None
 
+    def quota(self, request: dict[str, Any], now: float) -> dict[str, list[float]]:
+        """The tightest bucket of each kind that counts this request: [limit per minute, remaining, seconds
+        until full], for the `x-ratelimit-*` headers."""
+        tightest: dict[str, list[float]] = {}
+        for i, limit in enumerate(self._limits):
+            subject = self._applies(limit, request)
+            for kind, per_minute in (("requests", limit.requests_per_minute), ("tokens", limit.tokens_per_minute)):
+                bucket = self.buckets.get((i, kind, request["project"], subject or ""))
+                if subject is None or per_minute is None or bucket is None:
+                    continue
+                bucket.refill(now)
+                remaining = max(0.0, math.floor(bucket.level))
+                if kind not in tightest or remaining < tightest[kind][1]:
+                    reset = (bucket.capacity - bucket.level) / bucket.per_second if bucket.per_second else 0.0
+                    tightest[kind] = [float(per_minute), remaining, max(0.0, reset)]
+        return tightest
+
     def ledger(self, budget: Budget, project: str, at_ms: int) -> Ledger:
         return self.ledgers.setdefault((budget.name, project, period_of(budget, at_ms)), Ledger())
 

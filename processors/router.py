@@ -32,7 +32,7 @@ from processors.alerts import AlertSender
 from processors.answered import answered_view
 from processors.catalog import load_catalog
 from processors.effects import Effects, EffectsLost
-from processors.gatekeeper import Gatekeeper
+from processors.gatekeeper import RATELIMIT_HEADER, Gatekeeper
 from processors.handler import OPERATIONS, Outcome, RequestHandler, now_ms
 from processors.identity import Identities
 from processors.offsets import OffsetTracker
@@ -212,6 +212,7 @@ class RouterWorker:
         assert task is not None
         self._running[request_id] = task  # type: ignore[assignment]
         try:
+            self._effects.carry(request_id, [(k, v) for k, v in record.headers or () if k == RATELIMIT_HEADER])
             outcome = await self._outcome(event, request, traceparent)
         finally:
             if self._running.get(request_id) is task:
@@ -219,7 +220,10 @@ class RouterWorker:
         if task in self._abandoned:  # revoked past the drain time: the partition's next owner answers it
             self._abandoned.discard(task)  # type: ignore[arg-type]
             return
-        await self._effects.emit(request, outcome, traceparent, self._chunks.pop(request_id, []))
+        try:
+            await self._effects.emit(request, outcome, traceparent, self._chunks.pop(request_id, []))
+        finally:
+            self._effects.forget(request_id)
         self.offsets.done(tp, record.offset)
         for attempt in outcome.attempts:
             metrics.record_attempt(attempt)

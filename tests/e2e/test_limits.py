@@ -99,6 +99,11 @@ def test_a_rate_limit_holds_across_two_ingress_instances_and_two_routers(governe
     assert statuses == [200] * 5 + [429] * 5  # the burst of 5, whichever instance took them
     refused = [r for r in responses if r.status_code == 429]
     assert all(r.json()["error"]["code"] == "rate_limited" and int(r.headers["retry-after"]) >= 1 for r in refused)
+    # Every answer says where the caller stands, the way OpenAI's do.
+    assert all(r.headers["x-ratelimit-limit-requests"] == "60" for r in responses)
+    admitted = sorted(int(r.headers["x-ratelimit-remaining-requests"]) for r in responses if r.status_code == 200)
+    assert admitted == [0, 1, 2, 3, 4]
+    assert all(r.headers["x-ratelimit-reset-requests"].endswith("s") for r in responses)
     rejected = {e["request_id"] for _, e in read_events(gateway.bootstrap, gateway.topics.rejections)}
     assert {r.headers["x-request-id"] for r in refused} <= rejected
 
