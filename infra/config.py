@@ -147,6 +147,7 @@ class Limit(_Strict):
     """A rate limit: requests and / or tokens per minute, counted per project and, within it, per key, user
     or model (`match` narrows it to one of them)."""
 
+    id: str | None = Field(None, min_length=1, description="Names it for the admin API (default: its position).")
     scope: Literal["project", "key", "user", "model"]
     project: str | None = Field(None, description="Only this project (default: each project).")
     match: str | None = Field(None, description="Only this key id, user or model (default: each).")

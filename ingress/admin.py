@@ -11,10 +11,15 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.responses import Response
 
+from infra.config import Budget, Limit
+from infra.log_view import LogView
 from ingress import openapi
 from ingress.bodies import as_client_error
+from ingress.errors import GatewayError, invalid_request
 from ingress.keyring import KeyRing, _now_ms
 from ingress.templates import TemplateStore
+from processors.limits import Policies
+from processors.policies import publish
 
 
 class _Strict(BaseModel):
@@ -85,12 +90,13 @@ def _ms(value: datetime | None) -> int | None:
 ERRORS: dict[int | str, dict[str, Any]] = {status: openapi.error_response() for status in (400, 401, 403, 404)}
 
 
-def _body(model: type[_Strict]) -> dict[str, Any]:
+def _body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
-def install(app: FastAPI, keyring: KeyRing, templates: TemplateStore) -> None:
+def install(app: FastAPI, keyring: KeyRing, templates: TemplateStore, policies: LogView[Policies]) -> None:
     _install_keys(app, keyring)
+    _install_policies(app, keyring, policies)
 
     @app.post("/v1/admin/templates", status_code=201, responses=ERRORS, openapi_extra=_body(TemplateCreate))
     async def create_template(request: Request) -> Response:
@@ -112,6 +118,47 @@ def install(app: FastAPI, keyring: KeyRing, templates: TemplateStore) -> None:
         keyring.admin(request.headers.get("authorization"))
         body: TemplatePublish = _parse(TemplatePublish, await request.body())
         return _json(_template(await templates.publish(name, version, body.published)))
+
+
+def _install_policies(app: FastAPI, keyring: KeyRing, view: LogView[Policies]) -> None:
+    """Rate limits and budgets, in the configuration's shape; every gatekeeper and ingress applies a change
+    within a second. Configured ones are listed too (and may be replaced or removed here)."""
+
+    @app.post("/v1/admin/limits", status_code=201, responses=ERRORS, openapi_extra=_body(Limit))
+    async def set_limit(request: Request) -> Response:
+        keyring.admin(request.headers.get("authorization"))
+        limit: Limit = _parse(Limit, await request.body())
+        if limit.id is None:
+            raise invalid_request("a limit set here needs an 'id'", "missing_required_parameter", "id")
+        await publish(view, "limit", limit.id, limit.model_dump(exclude_none=True))
+        return _json(limit.model_dump(), 201)
+
+    @app.post("/v1/admin/budgets", status_code=201, responses=ERRORS, openapi_extra=_body(Budget))
+    async def set_budget(request: Request) -> Response:
+        keyring.admin(request.headers.get("authorization"))
+        budget: Budget = _parse(Budget, await request.body())
+        await publish(view, "budget", budget.name, budget.model_dump(exclude_none=True))
+        return _json(budget.model_dump(), 201)
+
+    @app.get("/v1/admin/limits", responses=ERRORS)
+    async def list_limits(request: Request) -> Response:
+        keyring.admin(request.headers.get("authorization"))
+        return _json({"data": [{**limit.model_dump(), "id": key} for key, limit in view.state.limits.items()]})
+
+    @app.get("/v1/admin/budgets", responses=ERRORS)
+    async def list_budgets(request: Request) -> Response:
+        keyring.admin(request.headers.get("authorization"))
+        return _json({"data": [budget.model_dump() for budget in view.state.budgets.values()]})
+
+    @app.delete("/v1/admin/{kind}/{policy_id}", responses=ERRORS)
+    async def remove_policy(kind: Literal["limits", "budgets"], policy_id: str, request: Request) -> Response:
+        keyring.admin(request.headers.get("authorization"))
+        held = view.state.limits if kind == "limits" else view.state.budgets
+        if policy_id not in held:
+            raise GatewayError(404, "invalid_request_error", "policy_not_found", f"no {kind[:-1]} {policy_id!r}",
+                               "id")
+        await publish(view, kind[:-1], policy_id, None)
+        return _json({"id": policy_id, "removed": True})
 
 
 def _install_keys(app: FastAPI, keyring: KeyRing) -> None:

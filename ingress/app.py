@@ -54,6 +54,6 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
     install(app)
     openapi.install(app)
     operations.install(app, keyring, routes, bridge, probe)
-    admin.install(app, keyring, templates)
+    admin.install(app, keyring, templates, bridge.policy_view)
     analytics_proxy.install(app, settings, analytics_client)
     return HotPath(app, Endpoints(keyring, RequestBuilder(settings, routes, bridge, templates), bridge).routes())

@@ -21,6 +21,15 @@ Int32 = Annotated[int, Field(ge=1, le=INT32_MAX)]
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 
+def _json_text(value: Any, where: str) -> str:
+    """A JSON schema the caller sent, as text for the event; what JSON parses but cannot be written back
+    (an integer beyond 64 bits) is the caller's 400."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:
+        raise invalid_request(f"invalid value for '{where}': {exc}", "invalid_value", where) from None
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -158,9 +167,9 @@ class _ChatBody(_Body):
             "seed": self.seed,
             "user": self.user,
             "tools": [{"name": t.function.name, "description": t.function.description,
-                       "parameters_json": orjson.dumps(t.function.parameters).decode()
+                       "parameters_json": _json_text(t.function.parameters, f"tools.{i}.function.parameters")
                        if t.function.parameters is not None else None,
-                       "strict": t.function.strict} for t in self.tools or ()],
+                       "strict": t.function.strict} for i, t in enumerate(self.tools or ())],
             "tool_choice": f"function:{choice.function.name}" if isinstance(choice, NamedToolChoice) else choice,
             "parallel_tool_calls": self.parallel_tool_calls,
             "response_format_json": self.response_format.model_dump_json(by_alias=True, exclude_none=True)

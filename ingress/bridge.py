@@ -21,6 +21,7 @@ from infra.config import Settings
 from infra.secrets import SIGNATURE_HEADER, RequestSigner
 from ingress.reply_lease import ReplyLease
 from processors.limits import Policies
+from processors.policies import policies_view
 from schemas import codec
 
 log = logging.getLogger("gateway.ingress")
@@ -37,9 +38,8 @@ class KafkaBridge:
         self.reply_topic = settings.topics.replies
         self.reply_partition = reply_partition if reply_partition is not None else -1
         self._signer = RequestSigner(settings.signing_secret, settings.previous_secrets)
-        config = settings.config
-        self._governed = Policies(config.limits, config.budgets).projects() if config.limits or config.budgets \
-            else set()
+        self.policies = Policies(settings.config.limits, settings.config.budgets)
+        self.policy_view = policies_view(settings, self.policies)
         self._lease = ReplyLease(settings, instance_id or f"ingress-{uuid.uuid4().hex[:12]}") \
             if reply_partition is None else None
         self._producer: AIOKafkaProducer | None = None
@@ -54,6 +54,7 @@ class KafkaBridge:
 
     async def start(self) -> None:
         """Connect (inside the event loop, as aiokafka requires) and take the reply partition."""
+        await self.policy_view.start()
         if self._lease is not None:
             self.reply_partition = await self._lease.acquire()
             self._lease.on_lost = self._lease_lost
@@ -74,7 +75,8 @@ class KafkaBridge:
         """Onto `requests` keyed by request id; a project under a limit or budget goes through the
         gatekeeper first (`admission`, keyed by project). Awaited: once this returns, the request is on Kafka."""
         assert self._producer is not None
-        governed = self._governed is None or request["project"] in self._governed
+        projects = self.policies.projects()
+        governed = projects is None or request["project"] in projects
         topic, key = (self.settings.topics.admission, request["project"]) if governed \
             else (self.settings.topics.requests, request["request_id"])
         await self._producer.send_and_wait(topic, codec.encode(event, request), key=key.encode(),
@@ -92,6 +94,7 @@ class KafkaBridge:
 
     async def stop(self) -> None:
         self.ready = False
+        await self.policy_view.stop()
         if self._lease is not None:
             await self._lease.release()
         if self._reader:

@@ -86,17 +86,21 @@ class Endpoints:
         caller = self._keyring.caller(request.headers.get("authorization"))
         body = bodies.parse(body_type, await self._builder.read_body(request))
         event, timeout = self._builder.event(request, caller, body, capability)
+        return await self._answer(event_name, event, body, traceparent, timeout, render)
+
+    async def _answer(self, event_name: str, event: dict[str, Any], body: bodies.Body, traceparent: str,
+                      timeout_s: float, render: Render) -> Response:
         logs.REQUEST_ID.set(event["request_id"])
         if isinstance(body, bodies.NativeChat | bodies.OpenAIChat) and body.stream:
             renderer: streams.Renderer = streams.NativeRenderer(event["request_id"]) \
                 if isinstance(body, bodies.NativeChat) else \
                 streams.OpenAIRenderer(event["request_id"], int(time.time()), body.include_usage())
-            return await self._stream(traceparent, event, timeout, renderer)
+            return await self._stream(traceparent, event, timeout_s, renderer)
         try:
-            answer = await self._bridge.submit(event_name, event, traceparent, timeout)
+            answer = await self._bridge.submit(event_name, event, traceparent, timeout_s)
         except KafkaError as exc:
             raise KAFKA_DOWN from exc
-        if (error := failure(answer, event, timeout)) is not None:
+        if (error := failure(answer, event, timeout_s)) is not None:
             raise error
         assert answer is not None
         return _json(render(answer[1], body), answers.gateway_headers(answer[1]))

@@ -25,6 +25,7 @@ from infra.log_view import Change, LogView
 from processors.catalog import cost_usd, load_catalog
 from processors.limits import Policies, Refusal, period_of, period_start_ms, prompt_estimate
 from processors.offsets import OffsetTracker
+from processors.policies import policies_view
 from processors.routing import RouteTable
 from schemas import codec
 
@@ -57,6 +58,7 @@ class Gatekeeper:
         self.settings = settings
         config = settings.config
         self.policies = Policies(config.limits, config.budgets)
+        self._policies = policies_view(settings, self.policies)  # and those set through the admin API
         self._routes = RouteTable(config, load_catalog(config.catalog))
         self._consumer = kafka_clients.consumer(settings.bootstrap_servers, config.kafka,
                                                 group_id=settings.env.gateway_topic_prefix + "gatekeeper",
@@ -71,6 +73,7 @@ class Gatekeeper:
 
     async def run(self, stopping: asyncio.Event) -> None:
         await self._producer.start()
+        await self._policies.start()
         await self._alerts.start()
         await self._usage.start()
         await self._consumer.start()
@@ -95,6 +98,7 @@ class Gatekeeper:
             for client in (self._consumer, self._usage, self._producer):
                 await client.stop()
             await self._alerts.stop()
+            await self._policies.stop()
 
     def _done_when(self, sent: list[asyncio.Future[Any]], tp: TopicPartition, offset: int) -> None:
         """An admission record is done once what it produced is on Kafka (committed by `_commit_loop`, not
@@ -126,7 +130,8 @@ class Gatekeeper:
 
     async def follow_usage(self, partitions: set[int]) -> None:
         """Own these projects: rebuild their spend from the usage of the current periods, then follow it."""
-        since = min((period_start_ms(period_of(b, _now_ms())) for b in self.settings.config.budgets),
+        # Budgets set later through the admin API count from their first request on.
+        since = min((period_start_ms(period_of(b, _now_ms())) for b in self.policies.budgets.values()),
                     default=_now_ms() - 60_000)
         tps = [TopicPartition(self.settings.topics.usage, p) for p in sorted(partitions)]
         async with self._usage_lock:

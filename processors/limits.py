@@ -78,15 +78,15 @@ def prompt_estimate(request: dict[str, Any]) -> int:
 
 class Policies:
     def __init__(self, limits: list[Limit], budgets: list[Budget]) -> None:
-        self._limits = limits
-        self._budgets = budgets
-        self.buckets: dict[tuple[int, str, str, str], Bucket] = {}
+        self.limits: dict[str, Limit] = {limit.id or f"limit-{i}": limit for i, limit in enumerate(limits)}
+        self.budgets: dict[str, Budget] = {budget.name: budget for budget in budgets}
+        self.buckets: dict[tuple[str, str, str, str], Bucket] = {}
         self.ledgers: dict[tuple[str, str, str], Ledger] = {}  # (budget name, project, period)
 
     def projects(self) -> set[str] | None:
         """The projects any policy names, or None when a policy applies to every project."""
         named: set[str] = set()
-        for policy in (*self._limits, *self._budgets):
+        for policy in (*self.limits.values(), *self.budgets.values()):
             if policy.project is None:
                 return None
             named.add(policy.project)
@@ -103,7 +103,7 @@ class Policies:
     def admit(self, request: dict[str, Any], expected_cost: float, now: float, now_ms: int) -> Refusal | None:
         """Take what the request needs, or refuse it (taking nothing)."""
         takes: list[tuple[Bucket, float]] = []
-        for i, limit in enumerate(self._limits):
+        for i, limit in self.limits.items():
             subject = self._applies(limit, request)
             if subject is None:
                 continue
@@ -120,7 +120,7 @@ class Policies:
                     return Refusal(429, "rate_limited", f"{kind} per minute limit of {per_minute} for "
                                    f"{limit.scope} {subject!r} reached; retry in {math.ceil(wait)} s", wait)
                 takes.append((bucket, amount))
-        for budget in self._budgets:
+        for budget in self.budgets.values():
             if self._applies(budget, request) is None or not budget.hard:
                 continue
             ledger = self.ledger(budget, request["project"], now_ms)
@@ -129,7 +129,7 @@ class Policies:
                                f"is spent: {ledger.spent:.6f} USD", None)
         for bucket, amount in takes:
             bucket.level -= amount
-        for budget in self._budgets:
+        for budget in self.budgets.values():
             if self._applies(budget, request) is not None:
                 self.ledger(budget, request["project"], now_ms).reserved[request["request_id"]] = expected_cost
         return None
@@ -138,7 +138,7 @@ class Policies:
         """The tightest bucket of each kind that counts this request: [limit per minute, remaining, seconds
         until full], for the `x-ratelimit-*` headers."""
         tightest: dict[str, list[float]] = {}
-        for i, limit in enumerate(self._limits):
+        for i, limit in self.limits.items():
             subject = self._applies(limit, request)
             for kind, per_minute in (("requests", limit.requests_per_minute), ("tokens", limit.tokens_per_minute)):
                 bucket = self.buckets.get((i, kind, request["project"], subject or ""))
@@ -151,6 +151,21 @@ class Policies:
                     tightest[kind] = [float(per_minute), remaining, max(0.0, reset)]
         return tightest
 
+    def set_limit(self, limit_id: str, limit: Limit | None) -> None:
+        """A limit added, changed (its buckets start full again) or removed (None)."""
+        self.buckets = {k: v for k, v in self.buckets.items() if k[0] != limit_id}
+        if limit is None:
+            self.limits.pop(limit_id, None)
+        else:
+            self.limits[limit_id] = limit
+
+    def set_budget(self, name: str, budget: Budget | None) -> None:
+        """A budget added, changed (its spend so far is kept) or removed (None)."""
+        if budget is None:
+            self.budgets.pop(name, None)
+        else:
+            self.budgets[name] = budget
+
     def ledger(self, budget: Budget, project: str, at_ms: int) -> Ledger:
         return self.ledgers.setdefault((budget.name, project, period_of(budget, at_ms)), Ledger())
 
@@ -161,13 +176,13 @@ class Policies:
         subject_request = request or {"project": usage["project"], "key_id": usage["key_id"],
                                       "user": usage.get("user"), "model": usage["model"]}
         for (i, kind, project, subject), bucket in self.buckets.items():
-            limit = self._limits[i]
-            if kind == "tokens" and project == usage["project"] and \
+            limit = self.limits.get(i)
+            if limit is not None and kind == "tokens" and project == usage["project"] and \
                     self._applies(limit, subject_request) == subject:
                 bucket.refill(now)
                 bucket.level -= usage["completion_tokens"]
         crossed = []
-        for budget in self._budgets:
+        for budget in self.budgets.values():
             if self._applies(budget, subject_request) is None:
                 continue
             period = period_of(budget, usage["recorded_at_ms"])

@@ -326,8 +326,7 @@ async def serve(settings: Settings, instance_id: str | None = None, metrics_port
             loop.add_signal_handler(sig, worker.stop)
     stopping = asyncio.Event()
     helpers = []
-    if settings.config.limits or settings.config.budgets:
-        helpers.append(asyncio.create_task(Gatekeeper(settings).run(stopping)))
+    helpers.append(asyncio.create_task(Gatekeeper(settings).run(stopping)))  # limits may come by the admin API
     if settings.config.alerts.webhooks:
         helpers.append(asyncio.create_task(AlertSender(settings).run(stopping)))
     try:

@@ -86,8 +86,10 @@ BUDGET_ALERTS = TopicSpec(
     config=COMPACTED,
 )
 
+POLICIES = TopicSpec("policies", 1, key="kind:id", events=("PolicyChanged",), config=COMPACTED)
+
 ALL = (REQUESTS, REPLIES, ATTEMPTS, USAGE, UNDELIVERABLE, REPLY_LEASES, KEYS, TEMPLATES, ADMISSION, REJECTIONS,
-       BUDGET_ALERTS)
+       BUDGET_ALERTS, POLICIES)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class TopicNames:
     admission: str
     rejections: str
     budget_alerts: str
+    policies: str
 
     def of(self, spec: TopicSpec) -> str:
         return str(getattr(self, spec.suffix.replace("-", "_")))

@@ -116,3 +116,11 @@ def test_an_invalid_timeout_header_gets_400(gateway: Gateway, value: str) -> Non
 
 def test_unknown_route_gets_an_openai_shaped_404(gateway: Gateway) -> None:
     assert_openai_error(httpx.get(gateway.url + "/v1/nothing-here"), 404, "not_found")
+
+
+def test_a_number_json_can_hold_but_the_event_cannot_is_a_400_naming_it(gateway: Gateway) -> None:
+    body = (b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", '
+            b'"function": {"name": "f", "parameters": {"x": -38386236193825870774936679743488}}}]}')
+    response = httpx.post(gateway.url + "/v1/chat/completions", content=body, headers=gateway.headers())
+
+    assert assert_openai_error(response, 400, "invalid_value")["param"] == "tools.0.function.parameters"

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from tests.conftest import (
+    ADMIN_KEY,
     GATEWAY_KEY,
     OTHER_PROJECT_KEY,
     Gateway,
@@ -148,3 +149,41 @@ def test_a_hard_budget_stops_at_its_limit_alerts_once_and_survives_restarts(gove
     assert len(again) == 3
     time.sleep(1)
     assert len([d for d in DELIVERIES if d[3] == 200]) == 3  # not delivered again after the restart
+
+
+def _admin(gateway: Gateway, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    return httpx.request(method, gateway.url + path, json=body, timeout=10,
+                         headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+
+
+def test_a_limit_set_through_the_admin_api_applies_everywhere_and_can_be_removed(
+        governed: tuple[Gateway, str]) -> None:
+    gateway, second = governed
+    created = _admin(gateway, "POST", "/v1/admin/limits", {"id": "ops-tight", "scope": "project", "project": "ops",
+                                                           "requests_per_minute": 60, "burst": 2})
+    assert created.status_code == 201, created.text
+    time.sleep(1.0)
+
+    statuses = [_ask((gateway.url, second)[i % 2], ADMIN_KEY, f"ops {i}").status_code for i in range(5)]
+    assert statuses == [200, 200, 429, 429, 429]
+    assert "ops-tight" in {limit["id"] for limit in _admin(gateway, "GET", "/v1/admin/limits").json()["data"]}
+
+    assert _admin(gateway, "DELETE", "/v1/admin/limits/ops-tight").status_code == 200
+    time.sleep(1.0)
+    assert [_ask((gateway.url, second)[i % 2], ADMIN_KEY, f"ops free {i}").status_code for i in range(3)] == [200] * 3
+
+
+@pytest.mark.parametrize(("path", "body", "param"), [
+    ("/v1/admin/limits", {"id": "x", "scope": "project", "requests_per_minute": -5}, "requests_per_minute"),
+    ("/v1/admin/limits", {"scope": "project", "requests_per_minute": 5}, "id"),
+    ("/v1/admin/limits", {"id": "x", "scope": "galaxy", "requests_per_minute": 5}, "scope"),
+    ("/v1/admin/budgets", {"name": "b", "usd": 10}, "period"),
+    ("/v1/admin/budgets", {"name": "b", "usd": -1, "period": "day"}, "usd"),
+])
+def test_bad_limits_and_budgets_are_a_400_naming_the_field(governed: tuple[Gateway, str], path: str,
+                                                             body: dict[str, Any], param: str) -> None:
+    response = _admin(governed[0], "POST", path, body)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+    assert _admin(governed[0], "DELETE", "/v1/admin/budgets/no-such").status_code == 404
