@@ -148,7 +148,7 @@ class Limit(_Strict):
     or model (`match` narrows it to one of them)."""
 
     id: str | None = Field(None, min_length=1, description="Names it for the admin API (default: its position).")
-    scope: Literal["project", "key", "user", "model"]
+    scope: Literal["project", "team", "key", "user", "model"]
     project: str | None = Field(None, description="Only this project (default: each project).")
     match: str | None = Field(None, description="Only this key id, user or model (default: each).")
     requests_per_minute: int | None = Field(None, gt=0)
@@ -166,7 +166,7 @@ class Budget(_Strict):
     """A cost budget in USD per period; hard ones refuse requests once spent, soft ones only alert."""
 
     name: str = Field(min_length=1)
-    scope: Literal["project", "key", "user", "model"] = "project"
+    scope: Literal["project", "team", "key", "user", "model"] = "project"
     project: str | None = None
     match: str | None = None
     usd: float = Field(gt=0)

@@ -14,6 +14,7 @@ class Caller:
     project: str
     key_id: str
     user: str | None = None
+    team: str | None = None
     allowed_models: tuple[str, ...] = ()  # empty: every model
     admin: bool = False
 

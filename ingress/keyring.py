@@ -66,7 +66,8 @@ class KeyRing:
         if record["expires_at_ms"] is not None and record["expires_at_ms"] <= _now_ms():
             raise GatewayError(401, "authentication_error", "expired_api_key",
                                f"gateway key {record['key_id']} expired")
-        return Caller(record["project"], record["key_id"], record["user"], tuple(record["allowed_models"]))
+        return Caller(record["project"], record["key_id"], record["user"], record["team"],
+                      tuple(record["allowed_models"]))
 
     def admin(self, authorization: str | None) -> Caller:
         caller = self.caller(authorization)

@@ -124,5 +124,6 @@ class RequestBuilder:
         }
         if caller.user and not event.get("user"):  # a key issued for a user speaks for it
             event["user"] = caller.user
+        event["team"] = caller.team
         event["provider_keys"] = self._provider_keys(request, event)
         return event, timeout

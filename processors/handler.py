@@ -456,4 +456,5 @@ class RequestHandler:
             "user": request.get("user"), "stream": bool(request.get("stream")),
             "operation": "chat" if "messages" in request else "embeddings" if "input" in request else "images",
             "prompt_id": request.get("prompt_id"), "prompt_version": request.get("prompt_version"),
+            "team": request.get("team"),
         }

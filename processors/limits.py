@@ -66,7 +66,7 @@ def period_start_ms(period: str) -> int:
 def _subject(scope: str, request: dict[str, Any]) -> str | None:
     """The value a policy of this scope counts a request under (None: the policy does not apply)."""
     return {"project": request["project"], "key": request["key_id"], "user": request.get("user"),
-            "model": request["model"]}[scope]
+            "team": request.get("team"), "model": request["model"]}[scope]
 
 
 def prompt_estimate(request: dict[str, Any]) -> int:
@@ -174,7 +174,7 @@ class Policies:
         """A finished request's usage: completion tokens taken, its cost spent (once per request id), its
         reservation released. Returns the thresholds crossed: (budget, period, threshold, spent)."""
         subject_request = request or {"project": usage["project"], "key_id": usage["key_id"],
-                                      "user": usage.get("user"), "model": usage["model"]}
+                                      "user": usage.get("user"), "team": usage.get("team"), "model": usage["model"]}
         for (i, kind, project, subject), bucket in self.buckets.items():
             limit = self.limits.get(i)
             if limit is not None and kind == "tokens" and project == usage["project"] and \

@@ -39,14 +39,17 @@ def second_ingress(gateway: Gateway) -> Any:
 
 
 def test_a_created_key_works_everywhere_until_it_is_revoked_everywhere(gateway: Gateway, second_ingress: str) -> None:
-    created = _admin(gateway, "POST", "/v1/admin/keys", project="proj-b", user="u1", allowed_models=["gpt-4o"],
-                     metadata={"owner": "billing team"})
+    created = _admin(gateway, "POST", "/v1/admin/keys", project="proj-b", team="ml", user="u1",
+                     allowed_models=["gpt-4o"], metadata={"owner": "billing team"})
     assert created.status_code == 201, created.text
     secret, key_id = created.json()["key"], created.json()["key_id"]
     assert "digest" not in created.json()
 
     for url in (gateway.url, second_ingress):
-        assert _chat(url, secret).status_code == 200
+        answered = _chat(url, secret)
+        assert answered.status_code == 200
+    usage = gateway.events(gateway.topics.usage, answered.json()["id"])[0]
+    assert (usage["project"], usage["team"], usage["user"]) == ("proj-b", "ml", "u1")  # the key speaks for them
     refused = _chat(gateway.url, secret, "gpt-4o-mini")
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_not_allowed"
     listed = _admin(gateway, "GET", "/v1/admin/keys?project=proj-b").json()["data"]

@@ -56,3 +56,12 @@ def test_a_soft_budget_only_alerts_and_other_projects_are_not_counted() -> None:
     assert policies.admit(request(2), 1.0, 0.0, NOW_MS) is None
     assert policies.settle(usage(3, 5.0, project="q"), None, 0.0) == []
     assert policies.projects() == {"p"}
+
+
+def test_a_team_budget_counts_the_requests_of_its_teams_keys_only() -> None:
+    policies = Policies([], [Budget(name="ml", scope="team", match="ml", usd=1.0, period="month")])
+    ml, other = {**request(1), "team": "ml"}, {**request(2), "team": "web"}
+
+    assert policies.admit(ml, 1.0, 0.0, NOW_MS) is None
+    assert policies.admit({**ml, "request_id": "r3"}, 1.0, 0.0, NOW_MS).code == "budget_exceeded"  # type: ignore[union-attr]
+    assert policies.admit(other, 1.0, 0.0, NOW_MS) is None  # another team is not counted

@@ -30,7 +30,7 @@ def test_a_request_round_trips_with_defaults_filled_in() -> None:
     assert decoded == {**REQUEST, "reply_partition": -1, "fallback": [], "max_tokens": None, "temperature": None,
                        "top_p": None, "stop": [], "seed": None, "user": None, "tools": [], "tool_choice": None,
                        "parallel_tool_calls": None, "response_format_json": None, "provider_keys": [],
-                       "stream": False, "include_usage": False, "prompt_id": None, "prompt_version": None,
+                       "stream": False, "include_usage": False, "prompt_id": None, "prompt_version": None, "team": None,
                        "messages": [{"role": "user", "content": "hi", "name": None, "parts": [], "tool_calls": [],
                                      "tool_call_id": None}]}
 
