@@ -57,3 +57,30 @@ def keys_command(action: str, project: str | None, user: str | None, team: str |
             raise SystemExit("gateway keys revoke: name the key id")
         call("DELETE", f"/v1/admin/keys/{key_id}")
         print(f"revoked {key_id}")
+
+
+def policy_command(kind: str, action: str, spec: str | None, name: str | None) -> None:
+    """`gateway limits|budgets|templates set|list|remove`: the spec is the JSON body the admin API takes."""
+    path = f"/v1/admin/{kind}"
+    if action == "list":
+        for item in call("GET", path)["data"]:
+            print(json.dumps(item))
+        return
+    if action == "set":
+        if not spec:
+            raise SystemExit(f"gateway {kind} set: give the {kind[:-1]} as JSON, e.g. "
+                             + ('\'{"id": "burst", "scope": "key", "requests_per_minute": 60}\'' if kind == "limits"
+                                else '\'{"name": "monthly", "usd": 100, "period": "month"}\'' if kind == "budgets"
+                                else '\'{"name": "support", "messages": [{"role": "user", "content": "{{ q }}"}]}\''))
+        try:
+            body = json.loads(spec)
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"gateway {kind} set: the {kind[:-1]} is not JSON ({exc})") from None
+        print(json.dumps(call("POST", path, body)))
+        return
+    if not name or kind == "templates":
+        raise SystemExit(f"gateway {kind} remove: name the {kind[:-1]}" if kind != "templates"
+                         else "gateway templates: versions are withdrawn with PATCH "
+                              "/v1/admin/templates/{name}/versions/{n}, not removed")
+    call("DELETE", f"{path}/{name}")
+    print(f"removed {kind[:-1]} {name}")

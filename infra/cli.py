@@ -128,6 +128,13 @@ def cmd_keys(args: argparse.Namespace) -> None:
     keys_command(args.action, args.project, args.user, args.team, args.models, args.expires_in, args.key_id)
 
 
+def cmd_policy(args: argparse.Namespace) -> None:
+    from infra.admin_client import policy_command
+
+    policy_command(args.command, args.action, args.spec if args.action == "set" else None,
+                   args.spec if args.action == "remove" else None)
+
+
 def cmd_check_config(args: argparse.Namespace) -> None:
     settings = _settings(args)
     enabled = [name for name, p in settings.config.providers.items() if p.enabled]
@@ -246,6 +253,12 @@ def main(argv: list[str] | None = None) -> None:
     keys.add_argument("--models", help="comma-separated models the key may use (default: all)")
     keys.add_argument("--expires-in", help="30d, 12h, 90m")
     keys.set_defaults(func=cmd_keys)
+
+    for kind in ("limits", "budgets", "templates"):
+        policy = sub.add_parser(kind, help=f"{kind}: set, list, remove (GATEWAY_URL, GATEWAY_ADMIN_KEY)")
+        policy.add_argument("action", choices=["set", "list", "remove"])
+        policy.add_argument("spec", nargs="?", help="set: the JSON the admin API takes; remove: the id or name")
+        policy.set_defaults(func=cmd_policy)
 
     args = parser.parse_args(argv)
     logs.configure(os.environ.get("GATEWAY_LOG_LEVEL", "WARNING"), os.environ.get("GATEWAY_LOG_FORMAT", "json"))

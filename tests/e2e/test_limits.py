@@ -187,3 +187,21 @@ def test_bad_limits_and_budgets_are_a_400_naming_the_field(governed: tuple[Gatew
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == param
     assert _admin(governed[0], "DELETE", "/v1/admin/budgets/no-such").status_code == 404
+
+
+def test_the_cli_sets_lists_and_removes_limits_and_budgets(governed: tuple[Gateway, str]) -> None:
+    gateway, _ = governed
+    env = {**gateway.env, "GATEWAY_URL": gateway.url, "GATEWAY_ADMIN_KEY": ADMIN_KEY}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    assert cli("budgets", "set", '{"name": "cli-daily", "project": "ops", "usd": 5, "period": "day"}').returncode == 0
+    assert cli("limits", "set", '{"id": "cli-rpm", "scope": "key", "requests_per_minute": 600}').returncode == 0
+    assert "cli-daily" in cli("budgets", "list").stdout and "cli-rpm" in cli("limits", "list").stdout
+    assert cli("limits", "remove", "cli-rpm").returncode == 0 and cli("budgets", "remove", "cli-daily").returncode == 0
+    time.sleep(1)
+    assert "cli-rpm" not in cli("limits", "list").stdout
+    bad = cli("budgets", "set", '{"name": "x", "usd": 5}')
+    assert bad.returncode != 0 and "period" in bad.stderr
