@@ -20,8 +20,6 @@ from analytics.store import Store
 from ingress.errors import GatewayError, invalid_request
 from ingress.keyring import KeyRing
 
-_FILTERS = ("model", "provider", "status", "user", "operation")
-
 
 def _json(payload: Any) -> Response:
     return Response(orjson.dumps(payload, default=_default), media_type="application/json")
@@ -52,7 +50,7 @@ def router(keyring: KeyRing, store: Store, sinks: list[AnalyticsSink]) -> APIRou
         return Scope(None if caller.admin else caller.project)
 
     def filters(request: Request) -> dict[str, str | None]:
-        return {name: request.query_params.get(name) for name in _FILTERS if request.query_params.get(name)}
+        return {name: request.query_params.get(name) for name in queries.FILTERS if request.query_params.get(name)}
 
     async def run(sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
         try:

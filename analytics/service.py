@@ -62,10 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     dashboard.install(app)
 
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response:
-        body, content_type = metrics.exposition()
-        return Response(body, media_type=content_type)
+    metrics.install(app)
 
     @app.get("/health")
     async def health() -> Response:

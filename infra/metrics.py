@@ -48,6 +48,16 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
 
+def install(app: Any) -> None:
+    """`GET /metrics` on a FastAPI app (the ingress, the analytics process)."""
+    from starlette.responses import Response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
+
+
 def serve(port: int) -> None:
     """A /metrics endpoint of its own, for a process with no HTTP server (a router)."""
     start_http_server(port)

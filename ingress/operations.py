@@ -65,10 +65,7 @@ def install(app: FastAPI, keyring: KeyRing, routes: RouteTable, bridge: KafkaBri
                 for t in routes.servable_models()]
         return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
 
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response:
-        body, content_type = metrics.exposition()
-        return Response(body, media_type=content_type)
+    metrics.install(app)
 
     @app.get("/health")
     async def health() -> Response:

@@ -144,7 +144,7 @@ class Gatekeeper:
                 self._usage.seek(tp, found[tp].offset if found.get(tp) is not None else ends[tp])
             # Restoring: settle what is already there before admitting anything new.
             while any(await self._usage.position(tp) < ends[tp] for tp in tps):
-                await self._settle_batch(await self._usage.getmany(timeout_ms=200), announce=True)
+                await self._settle_batch(await self._usage.getmany(timeout_ms=200))
 
     async def _settle_loop(self) -> None:
         while True:
@@ -154,20 +154,20 @@ class Gatekeeper:
             try:
                 async with self._usage_lock:
                     batch = await self._usage.getmany(timeout_ms=200)
-                await self._settle_batch(batch, announce=True)
+                await self._settle_batch(batch)
             except Exception:  # a bad record or a Kafka hiccup must not stop settling
                 log.exception("settling usage failed; reading on")
 
-    async def _settle_batch(self, batch: dict[TopicPartition, list[Any]], announce: bool) -> None:
+    async def _settle_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
         for records in batch.values():
             for record in records:
                 try:
                     _, usage = codec.decode(record.headers, record.value or b"")
                 except (codec.UnknownEvent, ValueError, EOFError):
                     continue
-                for budget, period, threshold, spent in self.policies.settle(usage, None, time.monotonic()):
+                for budget, period, threshold, spent in self.policies.settle(usage, time.monotonic()):
                     key = f"{budget.name}:{usage['project']}:{period}:{threshold}"
-                    if announce and key not in self._alerts.state:
+                    if key not in self._alerts.state:
                         await self._alerts.publish(key.encode(), "BudgetThresholdCrossed", {
                             "budget": budget.name, "project": usage["project"], "period": period,
                             "threshold": threshold, "spent_usd": spent, "limit_usd": budget.usd,

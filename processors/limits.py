@@ -169,12 +169,11 @@ class Policies:
     def ledger(self, budget: Budget, project: str, at_ms: int) -> Ledger:
         return self.ledgers.setdefault((budget.name, project, period_of(budget, at_ms)), Ledger())
 
-    def settle(self, usage: dict[str, Any], request: dict[str, Any] | None, now: float
-               ) -> list[tuple[Budget, str, float, float]]:
+    def settle(self, usage: dict[str, Any], now: float) -> list[tuple[Budget, str, float, float]]:
         """A finished request's usage: completion tokens taken, its cost spent (once per request id), its
         reservation released. Returns the thresholds crossed: (budget, period, threshold, spent)."""
-        subject_request = request or {"project": usage["project"], "key_id": usage["key_id"],
-                                      "user": usage.get("user"), "team": usage.get("team"), "model": usage["model"]}
+        subject_request = {"project": usage["project"], "key_id": usage["key_id"], "user": usage.get("user"),
+                           "team": usage.get("team"), "model": usage["model"]}
         for (i, kind, project, subject), bucket in self.buckets.items():
             limit = self.limits.get(i)
             if limit is not None and kind == "tokens" and project == usage["project"] and \

@@ -40,21 +40,21 @@ def test_a_hard_budget_reserves_then_refuses_and_charges_each_request_once() -> 
     assert policies.admit(request(2), 0.6, 0.0, NOW_MS) is None  # 0.6 reserved < 1.0: admitted
     refused = policies.admit(request(3), 0.6, 0.0, NOW_MS)
     assert refused is not None and refused.code == "budget_exceeded"  # reserved 1.2 >= 1.0
-    crossed = policies.settle(usage(1, 0.55), None, 0.0)
+    crossed = policies.settle(usage(1, 0.55), 0.0)
     assert [c[2] for c in crossed] == [0.5]
-    assert policies.settle(usage(1, 0.55), None, 0.0) == []  # delivered twice, charged once
+    assert policies.settle(usage(1, 0.55), 0.0) == []  # delivered twice, charged once
     ledger = policies.ledger(budget, "p", NOW_MS)
     assert ledger.spent == pytest.approx(0.55) and set(ledger.reserved) == {"r2"}
-    assert [c[2] for c in policies.settle(usage(2, 0.5), None, 0.0)] == [0.8, 1.0]
+    assert [c[2] for c in policies.settle(usage(2, 0.5), 0.0)] == [0.8, 1.0]
     assert policies.admit(request(4), 0.01, 0.0, NOW_MS).code == "budget_exceeded"  # type: ignore[union-attr]
 
 
 def test_a_soft_budget_only_alerts_and_other_projects_are_not_counted() -> None:
     policies = Policies([], [Budget(name="soft", project="p", usd=1.0, period="day", hard=False)])
 
-    assert policies.settle(usage(1, 2.0), None, 0.0)[-1][2] == 1.0
+    assert policies.settle(usage(1, 2.0), 0.0)[-1][2] == 1.0
     assert policies.admit(request(2), 1.0, 0.0, NOW_MS) is None
-    assert policies.settle(usage(3, 5.0, project="q"), None, 0.0) == []
+    assert policies.settle(usage(3, 5.0, project="q"), 0.0) == []
     assert policies.projects() == {"p"}
 
 
