@@ -113,8 +113,8 @@ class AnalyticsSink:
         the group had committed, and so rebuild every table and view."""
         await self.restore()
         await self._consumer.start()
-        self._consumer.subscribe([self.settings.topics.usage, self.settings.topics.attempts],
-                                 listener=_ReplayOnFirstAssignment(self._consumer) if replay else None)
+        await kafka_clients.subscribe(self._consumer, [self.settings.topics.usage, self.settings.topics.attempts],
+                                      _ReplayOnFirstAssignment(self._consumer) if replay else None)
         # Pipelined: a batch is inserted (in a thread) while the next is fetched and decoded; each batch's
         # offsets are committed only once its insert is done.
         writing: asyncio.Task[None] | None = None

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.topics import TopicNames
@@ -163,16 +171,33 @@ class Limit(_Strict):
 
 
 class Budget(_Strict):
-    """A cost budget in USD per period; hard ones refuse requests once spent, soft ones only alert."""
+    """A cost budget in USD per period (a UTC day or month, or a rolling window of `window_hours`); hard
+    ones refuse requests once spent, soft ones only alert."""
 
     name: str = Field(min_length=1)
     scope: Literal["project", "team", "key", "user", "model"] = "project"
     project: str | None = None
     match: str | None = None
     usd: float = Field(gt=0)
-    period: Literal["day", "month"]
+    period: Literal["day", "month", "rolling"]
+    window_hours: float | None = Field(None, gt=0, le=24 * 92, validate_default=True,
+                                       description="A rolling budget's window (and only a rolling one's).")
     hard: bool = True
     thresholds: list[Annotated[float, Field(gt=0, le=2)]] = Field(default_factory=lambda: [0.5, 0.8, 1.0])
+
+    @field_validator("window_hours")
+    @classmethod
+    def _window_for_rolling(cls, value: float | None, info: ValidationInfo) -> float | None:
+        rolling = info.data.get("period") == "rolling"
+        if rolling and value is None:
+            raise ValueError("a rolling budget needs window_hours")
+        if value is not None and not rolling:
+            raise ValueError("only a rolling budget has window_hours")
+        return value
+
+    @property
+    def window_ms(self) -> int:
+        return int((self.window_hours or 0) * 3_600_000)
 
 
 class Webhook(_Strict):

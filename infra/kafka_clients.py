@@ -7,9 +7,11 @@ Every process connects through these functions, so one size chain holds everywhe
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
@@ -47,6 +49,19 @@ def consumer(bootstrap: str, kafka: Kafka = DEFAULTS, **options: object) -> AIOK
         fetch_max_bytes=max(52428800, 2 * kafka.max_message_bytes),
         enable_auto_commit=False, client_id="gateway", **options,  # type: ignore[arg-type]
     )
+
+
+async def subscribe(consumer: AIOKafkaConsumer, topics: list[str], listener: ConsumerRebalanceListener | None = None,
+                    wait_s: float = 30.0) -> None:
+    """Join the consumer's group for these topics once the brokers serve all of them: a group that syncs
+    while a just-created topic has no leader yet gets none of its partitions, and only looks again after
+    `metadata_max_age_ms` (five minutes)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        if set(topics) <= await consumer.topics() or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    consumer.subscribe(topics, listener=listener)  # type: ignore[arg-type]
 
 
 class TopicTooSmall(Exception):

@@ -40,7 +40,7 @@ class AlertSender:
     async def run(self, stopping: asyncio.Event) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             await self._consumer.start()
-            self._consumer.subscribe([self._topic])
+            await kafka_clients.subscribe(self._consumer, [self._topic])
             try:
                 while not stopping.is_set():
                     batch = await self._consumer.getmany(timeout_ms=500)

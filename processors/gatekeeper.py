@@ -23,7 +23,7 @@ from infra import kafka_clients
 from infra.config import Settings
 from infra.log_view import Change, LogView
 from processors.catalog import cost_usd, load_catalog
-from processors.limits import Policies, Refusal, period_of, period_start_ms, prompt_estimate
+from processors.limits import Policies, Refusal, history_start_ms, prompt_estimate
 from processors.offsets import OffsetTracker
 from processors.policies import policies_view
 from processors.routing import RouteTable
@@ -77,7 +77,7 @@ class Gatekeeper:
         await self._alerts.start()
         await self._usage.start()
         await self._consumer.start()
-        self._consumer.subscribe([self.settings.topics.admission], listener=_FollowUsage(self))
+        await kafka_clients.subscribe(self._consumer, [self.settings.topics.admission], _FollowUsage(self))
         self._settler = asyncio.create_task(self._settle_loop())
         committer = asyncio.create_task(self._commit_loop())
         try:
@@ -131,7 +131,7 @@ class Gatekeeper:
     async def follow_usage(self, partitions: set[int]) -> None:
         """Own these projects: rebuild their spend from the usage of the current periods, then follow it."""
         # Budgets set later through the admin API count from their first request on.
-        since = min((period_start_ms(period_of(b, _now_ms())) for b in self.policies.budgets.values()),
+        since = min((history_start_ms(b, _now_ms()) for b in self.policies.budgets.values()),
                     default=_now_ms() - 60_000)
         tps = [TopicPartition(self.settings.topics.usage, p) for p in sorted(partitions)]
         async with self._usage_lock:
@@ -143,7 +143,7 @@ class Gatekeeper:
             for tp in tps:
                 self._usage.seek(tp, found[tp].offset if found.get(tp) is not None else ends[tp])
             # Restoring: settle what is already there before admitting anything new.
-            while any(await self._usage.position(tp) < ends[tp] for tp in tps):
+            while [tp for tp in tps if await self._usage.position(tp) < ends[tp]]:
                 await self._settle_batch(await self._usage.getmany(timeout_ms=200))
 
     async def _settle_loop(self) -> None:
@@ -167,7 +167,10 @@ class Gatekeeper:
                     continue
                 for budget, period, threshold, spent in self.policies.settle(usage, time.monotonic()):
                     key = f"{budget.name}:{usage['project']}:{period}:{threshold}"
-                    if key not in self._alerts.state:
+                    # A rolling crossing older than a window was seen without its full history while
+                    # restoring (and was announced when it happened).
+                    stale = budget.period == "rolling" and usage["recorded_at_ms"] < _now_ms() - budget.window_ms
+                    if key not in self._alerts.state and not stale:
                         await self._alerts.publish(key.encode(), "BudgetThresholdCrossed", {
                             "budget": budget.name, "project": usage["project"], "period": period,
                             "threshold": threshold, "spent_usd": spent, "limit_usd": budget.usd,

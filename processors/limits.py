@@ -5,14 +5,17 @@ writer and is exact for that project.
 - Rate limits: a token bucket per (policy, project, key / user / model) for requests per minute (with a
   burst) and one for tokens per minute: prompt tokens estimated and taken at admission, completion
   tokens taken when the usage arrives (a bucket may go below zero: the next requests wait).
-- Budgets: per period (day or month, UTC), spent (settled usage, each request id once) plus reserved (the
-  expected cost of admitted requests still running). A hard budget refuses a request once spent and
-  reserved reach it, so its overshoot is at most what was in flight; thresholds are crossed once per
-  period.
+- Budgets: per period (a UTC day or month, or a rolling window), spent (settled usage, each request id
+  once) plus reserved (the expected cost of admitted requests still running). A hard budget refuses a
+  request once spent and reserved reach it, so its overshoot is at most what was in flight; thresholds
+  are crossed once per period. A rolling window forgets each charge a window after its usage was
+  recorded; a threshold it falls back under can be crossed again (a new period, named by the moment of
+  the crossing).
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +45,34 @@ class Ledger:
     reserved: dict[str, float] = field(default_factory=dict)
     settled: set[str] = field(default_factory=set)
     crossed: set[float] = field(default_factory=set)
+    charges: list[tuple[int, str, float]] = field(default_factory=list)  # rolling: a heap of (at ms, id, USD)
+    latest_ms: int = 0  # rolling: the latest moment this ledger has seen
+
+    def charge(self, budget: Budget, request_id: str, cost: float, at_ms: int) -> bool:
+        """Spend a request's cost once; False when it was charged already (or, rolling, is out of the window)."""
+        if request_id in self.settled:
+            return False
+        if budget.period == "rolling":
+            self.expire(budget, at_ms)
+            if at_ms <= self.latest_ms - budget.window_ms:
+                return False
+            heapq.heappush(self.charges, (at_ms, request_id, cost))
+        self.settled.add(request_id)
+        self.spent += cost
+        return True
+
+    def expire(self, budget: Budget, now_ms: int) -> None:
+        """A rolling window moves on to now: older charges leave it, thresholds it fell under re-arm."""
+        if budget.period != "rolling":
+            return
+        self.latest_ms = max(self.latest_ms, now_ms)
+        horizon = self.latest_ms - budget.window_ms
+        while self.charges and self.charges[0][0] <= horizon:
+            _, request_id, cost = heapq.heappop(self.charges)
+            if request_id in self.settled:
+                self.settled.discard(request_id)
+                self.spent = max(0.0, self.spent - cost)
+        self.crossed = {t for t in self.crossed if self.spent >= t * budget.usd}
 
 
 @dataclass(frozen=True)
@@ -53,14 +84,24 @@ class Refusal:
 
 
 def period_of(budget: Budget, at_ms: int) -> str:
+    if budget.period == "rolling":
+        return f"rolling-{budget.window_hours:g}h"
     moment = datetime.fromtimestamp(at_ms / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%d" if budget.period == "day" else "%Y-%m")
 
 
-def period_start_ms(period: str) -> int:
-    """The first millisecond of a 'YYYY-MM' or 'YYYY-MM-DD' period."""
-    parts = [int(p) for p in period.split("-")] + [1]
-    return int(datetime(parts[0], parts[1], parts[2], tzinfo=UTC).timestamp() * 1000)
+def _per(budget: Budget) -> str:
+    return f"in any {budget.window_hours:g} hours" if budget.period == "rolling" else f"a {budget.period}"
+
+
+def history_start_ms(budget: Budget, now_ms: int) -> int:
+    """Where the usage that decides this budget now begins: its period's first millisecond, or for a
+    rolling window two windows back (so every crossing of the last window is seen with its full history)."""
+    if budget.period == "rolling":
+        return now_ms - 2 * budget.window_ms
+    moment = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
+    first = moment.replace(day=1) if budget.period == "month" else moment
+    return int(first.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
 
 
 def _subject(scope: str, request: dict[str, Any]) -> str | None:
@@ -124,8 +165,9 @@ class Policies:
             if self._applies(budget, request) is None or not budget.hard:
                 continue
             ledger = self.ledger(budget, request["project"], now_ms)
+            ledger.expire(budget, now_ms)
             if ledger.spent + sum(ledger.reserved.values()) >= budget.usd:
-                return Refusal(429, "budget_exceeded", f"budget {budget.name!r} ({budget.usd} USD a {budget.period}) "
+                return Refusal(429, "budget_exceeded", f"budget {budget.name!r} ({budget.usd} USD {_per(budget)}) "
                                f"is spent: {ledger.spent:.6f} USD", None)
         for bucket, amount in takes:
             bucket.level -= amount
@@ -184,15 +226,15 @@ class Policies:
         for budget in self.budgets.values():
             if self._applies(budget, subject_request) is None:
                 continue
-            period = period_of(budget, usage["recorded_at_ms"])
+            at_ms = usage["recorded_at_ms"]
+            period = period_of(budget, at_ms)
             ledger = self.ledgers.setdefault((budget.name, usage["project"], period), Ledger())
             ledger.reserved.pop(usage["request_id"], None)
-            if usage["request_id"] in ledger.settled:
+            if not ledger.charge(budget, usage["request_id"], usage["cost_usd"], at_ms):
                 continue
-            ledger.settled.add(usage["request_id"])
-            ledger.spent += usage["cost_usd"]
             for threshold in budget.thresholds:
                 if ledger.spent >= threshold * budget.usd and threshold not in ledger.crossed:
                     ledger.crossed.add(threshold)
-                    crossed.append((budget, period, threshold, ledger.spent))
+                    crossed.append((budget, f"{period}-{at_ms}" if budget.period == "rolling" else period,
+                                    threshold, ledger.spent))
         return crossed

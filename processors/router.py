@@ -97,7 +97,7 @@ class RouterWorker:
         await self._audit.start()
         await self._consumer.start()
         await self._answered_elsewhere.start()  # before the first request: a redelivered one is recognised
-        self._consumer.subscribe([self.settings.topics.requests], listener=_DrainOnRevoke(self))
+        await kafka_clients.subscribe(self._consumer, [self.settings.topics.requests], _DrainOnRevoke(self))
         committer = asyncio.create_task(self._commit_loop())
         log.info("router consuming %s as %s", self.settings.topics.requests, self._instance_id or "dynamic member")
         try:

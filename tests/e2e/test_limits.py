@@ -173,12 +173,31 @@ def test_a_limit_set_through_the_admin_api_applies_everywhere_and_can_be_removed
     assert [_ask((gateway.url, second)[i % 2], ADMIN_KEY, f"ops free {i}").status_code for i in range(3)] == [200] * 3
 
 
+def test_a_rolling_budget_refuses_until_its_window_moves_on(governed: tuple[Gateway, str]) -> None:
+    gateway, second = governed
+    window_s = 8.0
+    budget = {"name": "ops-rolling", "project": "ops", "usd": 0.0002, "period": "rolling",
+              "window_hours": window_s / 3600, "thresholds": [1.0]}
+    assert _admin(gateway, "POST", "/v1/admin/budgets", budget).status_code == 201
+    time.sleep(1.0)
+
+    started = time.monotonic()
+    statuses = [_ask((gateway.url, second)[i % 2], ADMIN_KEY, f"rolling {i}").status_code for i in range(6)]
+    assert 200 in statuses and statuses[-1] == 429  # two or three small requests spend it
+    refused = _ask(gateway.url, ADMIN_KEY, "still refused")
+    assert refused.json()["error"]["code"] == "budget_exceeded" and "in any" in refused.json()["error"]["message"]
+    time.sleep(max(0.0, window_s + 1 - (time.monotonic() - started)))
+    assert _ask(second, ADMIN_KEY, "a window later").status_code == 200  # the old charges left the window
+    assert _admin(gateway, "DELETE", "/v1/admin/budgets/ops-rolling").status_code == 200
+
+
 @pytest.mark.parametrize(("path", "body", "param"), [
     ("/v1/admin/limits", {"id": "x", "scope": "project", "requests_per_minute": -5}, "requests_per_minute"),
     ("/v1/admin/limits", {"scope": "project", "requests_per_minute": 5}, "id"),
     ("/v1/admin/limits", {"id": "x", "scope": "galaxy", "requests_per_minute": 5}, "scope"),
     ("/v1/admin/budgets", {"name": "b", "usd": 10}, "period"),
     ("/v1/admin/budgets", {"name": "b", "usd": -1, "period": "day"}, "usd"),
+    ("/v1/admin/budgets", {"name": "b", "usd": 1, "period": "rolling"}, "window_hours"),
 ])
 def test_bad_limits_and_budgets_are_a_400_naming_the_field(governed: tuple[Gateway, str], path: str,
                                                              body: dict[str, Any], param: str) -> None:

@@ -65,3 +65,31 @@ def test_a_team_budget_counts_the_requests_of_its_teams_keys_only() -> None:
     assert policies.admit(ml, 1.0, 0.0, NOW_MS) is None
     assert policies.admit({**ml, "request_id": "r3"}, 1.0, 0.0, NOW_MS).code == "budget_exceeded"  # type: ignore[union-attr]
     assert policies.admit(other, 1.0, 0.0, NOW_MS) is None  # another team is not counted
+
+
+def test_a_rolling_budget_forgets_charges_a_window_later_and_can_alert_again() -> None:
+    budget = Budget(name="r", project="p", usd=1.0, period="rolling", window_hours=1)
+    policies = Policies([], [budget])
+    hour = 3_600_000
+
+    def spend(i: int, cost: float, at_ms: int) -> list[float]:
+        return [c[2] for c in policies.settle({**usage(i, cost), "recorded_at_ms": at_ms}, 0.0)]
+
+    assert spend(1, 0.6, NOW_MS) == [0.5]
+    assert spend(2, 0.5, NOW_MS + hour // 2) == [0.8, 1.0]
+    assert policies.admit(request(3), 0.0, 0.0, NOW_MS + hour // 2).code == "budget_exceeded"  # type: ignore[union-attr]
+    # An hour after the first charge it leaves the window: 0.5 spent, the request is admitted again.
+    assert policies.admit(request(4), 0.1, 0.0, NOW_MS + hour + 1) is None
+    assert spend(2, 0.5, NOW_MS + hour // 2) == []  # a charge delivered twice still counts once
+    assert spend(5, 0.2, NOW_MS + hour + 2) == []  # 0.7: 0.5 is still crossed, 0.8 and 1.0 re-armed
+    crossed = policies.settle({**usage(6, 0.35), "recorded_at_ms": NOW_MS + hour + 3}, 0.0)
+    assert [(c[1], c[2]) for c in crossed] == [(f"rolling-1h-{NOW_MS + hour + 3}", 0.8),
+                                              (f"rolling-1h-{NOW_MS + hour + 3}", 1.0)]
+    assert spend(7, 1.0, NOW_MS - 1) == []  # recorded before the window: not spent now
+
+
+def test_a_rolling_budget_needs_a_window_and_only_it_has_one() -> None:
+    with pytest.raises(ValueError, match="needs window_hours"):
+        Budget(name="r", usd=1.0, period="rolling")
+    with pytest.raises(ValueError, match="only a rolling budget"):
+        Budget(name="r", usd=1.0, period="day", window_hours=24)
