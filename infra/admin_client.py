@@ -59,8 +59,16 @@ def keys_command(action: str, project: str | None, user: str | None, team: str |
         print(f"revoked {key_id}")
 
 
+EXAMPLES = {
+    "teams": '{"team": "ml", "project": "research"}',
+    "limits": '{"id": "burst", "scope": "key", "requests_per_minute": 60}',
+    "budgets": '{"name": "monthly", "usd": 100, "period": "month"}',
+    "templates": '{"name": "support", "messages": [{"role": "user", "content": "{{ q }}"}]}',
+}
+
+
 def policy_command(kind: str, action: str, spec: str | None, name: str | None) -> None:
-    """`gateway limits|budgets|templates set|list|remove`: the spec is the JSON body the admin API takes."""
+    """`gateway teams|limits|budgets|templates set|list|remove`: the spec is the JSON body the admin API takes."""
     path = f"/v1/admin/{kind}"
     if action == "list":
         for item in call("GET", path)["data"]:
@@ -68,10 +76,7 @@ def policy_command(kind: str, action: str, spec: str | None, name: str | None) -
         return
     if action == "set":
         if not spec:
-            raise SystemExit(f"gateway {kind} set: give the {kind[:-1]} as JSON, e.g. "
-                             + ('\'{"id": "burst", "scope": "key", "requests_per_minute": 60}\'' if kind == "limits"
-                                else '\'{"name": "monthly", "usd": 100, "period": "month"}\'' if kind == "budgets"
-                                else '\'{"name": "support", "messages": [{"role": "user", "content": "{{ q }}"}]}\''))
+            raise SystemExit(f"gateway {kind} set: give the {kind[:-1]} as JSON, e.g. '{EXAMPLES[kind]}'")
         try:
             body = json.loads(spec)
         except json.JSONDecodeError as exc:

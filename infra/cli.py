@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     keys.add_argument("--expires-in", help="30d, 12h, 90m")
     keys.set_defaults(func=cmd_keys)
 
-    for kind in ("limits", "budgets", "templates"):
+    for kind in ("teams", "limits", "budgets", "templates"):
         policy = sub.add_parser(kind, help=f"{kind}: set, list, remove (GATEWAY_URL, GATEWAY_ADMIN_KEY)")
         policy.add_argument("action", choices=["set", "list", "remove"])
         policy.add_argument("spec", nargs="?", help="set: the JSON the admin API takes; remove: the id or name")

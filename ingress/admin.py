@@ -1,5 +1,6 @@
-"""The admin API (admin keys only): gateway keys created, listed, updated and revoked. A key's secret is
-in the answer to its creation and nowhere else."""
+"""The admin API (admin keys only): gateway keys and teams, rate limits and budgets, prompt templates;
+created, listed, updated and revoked or removed. A key's secret is in the answer to its creation and
+nowhere else."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ingress import openapi
 from ingress.bodies import as_client_error
 from ingress.errors import GatewayError, invalid_request
 from ingress.keyring import KeyRing, _now_ms
+from ingress.teams import TeamDirectory
 from ingress.templates import TemplateStore
 from processors.limits import Policies
 from processors.policies import publish
@@ -40,6 +42,12 @@ class KeyCreate(_Strict):
         if value is not None and value.timestamp() * 1000 <= _now_ms():
             raise ValueError("must be in the future")
         return value
+
+
+class TeamPut(_Strict):
+    team: str = Field(pattern=r"^[a-zA-Z0-9_.-]{1,100}$")
+    project: str = Field(min_length=1, max_length=200)
+    metadata: dict[str, str] = Field(default_factory=dict)
 
 
 class KeyUpdate(_Strict):
@@ -94,8 +102,10 @@ def _body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
-def install(app: FastAPI, keyring: KeyRing, templates: TemplateStore, policies: LogView[Policies]) -> None:
-    _install_keys(app, keyring)
+def install(app: FastAPI, keyring: KeyRing, teams: TeamDirectory, templates: TemplateStore,
+            policies: LogView[Policies]) -> None:
+    _install_keys(app, keyring, teams)
+    _install_teams(app, keyring, teams)
     _install_policies(app, keyring, policies)
 
     @app.post("/v1/admin/templates", status_code=201, responses=ERRORS, openapi_extra=_body(TemplateCreate))
@@ -161,12 +171,48 @@ def _install_policies(app: FastAPI, keyring: KeyRing, view: LogView[Policies]) -
         return _json({"id": policy_id, "removed": True})
 
 
-def _install_keys(app: FastAPI, keyring: KeyRing) -> None:
+def _live_keys(keyring: KeyRing, team: str) -> list[str]:
+    now = _now_ms()
+    return [r["key_id"] for r in keyring.list(None) if r["team"] == team and r["revoked_at_ms"] is None
+            and (r["expires_at_ms"] is None or r["expires_at_ms"] > now)]
+
+
+def _install_teams(app: FastAPI, keyring: KeyRing, teams: TeamDirectory) -> None:
+    @app.post("/v1/admin/teams", status_code=201, responses={**ERRORS, 409: openapi.error_response()},
+              openapi_extra=_body(TeamPut))
+    async def put_team(request: Request) -> Response:
+        """Create a team in a project, or change its metadata."""
+        keyring.admin(request.headers.get("authorization"))
+        body: TeamPut = _parse(TeamPut, await request.body())
+        return _json(await teams.put(body.team, body.project, body.metadata), 201)
+
+    @app.get("/v1/admin/teams", responses=ERRORS)
+    async def list_teams(request: Request, project: str | None = None) -> Response:
+        keyring.admin(request.headers.get("authorization"))
+        return _json({"data": teams.list(project)})
+
+    @app.get("/v1/admin/teams/{team}", responses=ERRORS)
+    async def get_team(team: str, request: Request) -> Response:
+        """A team and its live keys."""
+        keyring.admin(request.headers.get("authorization"))
+        return _json({**teams.find(team), "keys": _live_keys(keyring, team)})
+
+    @app.delete("/v1/admin/teams/{team}", responses={**ERRORS, 409: openapi.error_response()})
+    async def remove_team(team: str, request: Request) -> Response:
+        """Remove a team whose keys are all revoked or expired (a 409 names the live ones)."""
+        keyring.admin(request.headers.get("authorization"))
+        return _json(await teams.remove(team, _live_keys(keyring, team)))
+
+
+def _install_keys(app: FastAPI, keyring: KeyRing, teams: TeamDirectory) -> None:
     @app.post("/v1/admin/keys", status_code=201, responses=ERRORS, openapi_extra=_body(KeyCreate))
     async def create_key(request: Request) -> Response:
-        """A new gateway key for a project (optionally a team and user), limited to some models, expiring."""
+        """A new gateway key for a project (optionally a team of it, and a user), limited to some models,
+        expiring."""
         keyring.admin(request.headers.get("authorization"))
         body: KeyCreate = _parse(KeyCreate, await request.body())
+        if body.team is not None and teams.find(body.team)["project"] != body.project:
+            raise invalid_request(f"team {body.team!r} is not in project {body.project!r}", "invalid_value", "team")
         secret, record = await keyring.create(body.project, body.team, body.user, body.allowed_models,
                                               _ms(body.expires_at), body.metadata)
         return _json({**_public(record), "key": secret}, 201)

@@ -18,6 +18,7 @@ from ingress.errors import install
 from ingress.hot_path import HotPath
 from ingress.keyring import KeyRing
 from ingress.requests import RequestBuilder
+from ingress.teams import TeamDirectory
 from ingress.templates import TemplateStore
 from processors.catalog import load_catalog
 from processors.routing import RouteTable
@@ -31,6 +32,7 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
     routes = RouteTable(settings.config, load_catalog(settings.config.catalog))
     bridge = KafkaBridge(settings, reply_partition, instance_id)
     keyring = KeyRing(settings)
+    teams = TeamDirectory(settings)
     templates = TemplateStore(settings)
     probe = operations.RouterProbe(settings)
     analytics_client: list[httpx.AsyncClient] = []
@@ -38,6 +40,7 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await keyring.start()
+        await teams.start()
         await templates.start()
         await bridge.start()
         analytics_client.append(httpx.AsyncClient(timeout=httpx.Timeout(120, connect=2)))
@@ -48,12 +51,13 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
             await probe.close()
             await bridge.stop()
             await templates.stop()
+            await teams.stop()
             await keyring.stop()
 
     app = FastAPI(title="Kafka AI Gateway", lifespan=lifespan)
     install(app)
     openapi.install(app)
     operations.install(app, keyring, routes, bridge, probe)
-    admin.install(app, keyring, templates, bridge.policy_view)
+    admin.install(app, keyring, teams, templates, bridge.policy_view)
     analytics_proxy.install(app, settings, analytics_client)
     return HotPath(app, Endpoints(keyring, RequestBuilder(settings, routes, bridge, templates), bridge).routes())

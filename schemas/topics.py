@@ -87,9 +87,10 @@ BUDGET_ALERTS = TopicSpec(
 )
 
 POLICIES = TopicSpec("policies", 1, key="kind:id", events=("PolicyChanged",), config=COMPACTED)
+TEAMS = TopicSpec("teams", 1, key="team", events=("TeamChanged",), config=COMPACTED)
 
 ALL = (REQUESTS, REPLIES, ATTEMPTS, USAGE, UNDELIVERABLE, REPLY_LEASES, KEYS, TEMPLATES, ADMISSION, REJECTIONS,
-       BUDGET_ALERTS, POLICIES)
+       BUDGET_ALERTS, POLICIES, TEAMS)
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class TopicNames:
     rejections: str
     budget_alerts: str
     policies: str
+    teams: str
 
     def of(self, spec: TopicSpec) -> str:
         return str(getattr(self, spec.suffix.replace("-", "_")))

@@ -39,6 +39,7 @@ def second_ingress(gateway: Gateway) -> Any:
 
 
 def test_a_created_key_works_everywhere_until_it_is_revoked_everywhere(gateway: Gateway, second_ingress: str) -> None:
+    assert _admin(gateway, "POST", "/v1/admin/teams", team="ml", project="proj-b").status_code == 201
     created = _admin(gateway, "POST", "/v1/admin/keys", project="proj-b", team="ml", user="u1",
                      allowed_models=["gpt-4o"], metadata={"owner": "billing team"})
     assert created.status_code == 201, created.text
@@ -89,6 +90,10 @@ def test_keys_survive_a_restart_of_the_ingress(gateway: Gateway) -> None:
     ("POST", "/v1/admin/keys", {"project": "p", "expires_at": "2001-01-01T00:00:00Z"}, 400, "expires_at"),
     ("POST", "/v1/admin/keys", {"project": "p", "expires_at": "soon"}, 400, "expires_at"),
     ("DELETE", "/v1/admin/keys/key_nope", {}, 404, "key_id"),
+    ("POST", "/v1/admin/keys", {"project": "p", "team": "no-such-team"}, 404, "team"),
+    ("POST", "/v1/admin/teams", {"team": "a team with spaces", "project": "p"}, 400, "team"),
+    ("POST", "/v1/admin/teams", {"team": "t"}, 400, "project"),
+    ("DELETE", "/v1/admin/teams/no-such-team", {}, 404, "team"),
     ("PATCH", "/v1/admin/keys/key_nope", {"metadata": {}}, 404, "key_id"),
 ])
 def test_bad_admin_input_gets_a_clear_4xx(gateway: Gateway, method: str, path: str, body: dict[str, Any],
@@ -122,3 +127,42 @@ def test_the_cli_creates_lists_and_revokes_keys(gateway: Gateway) -> None:
     assert _chat(gateway.url, secret).status_code == 401
     bad = cli("create", "--project", "proj-a", "--expires-in", "soon")
     assert bad.returncode != 0 and "--expires-in" in bad.stderr
+
+
+def test_a_team_groups_keys_of_one_project_and_goes_once_its_keys_are_revoked(gateway: Gateway) -> None:
+    assert _admin(gateway, "POST", "/v1/admin/teams", team="search", project="proj-a",
+                  metadata={"lead": "ana"}).status_code == 201
+    time.sleep(0.3)
+    elsewhere = _admin(gateway, "POST", "/v1/admin/keys", project="proj-b", team="search")
+    assert elsewhere.status_code == 400 and elsewhere.json()["error"]["param"] == "team"
+    moved = _admin(gateway, "POST", "/v1/admin/teams", team="search", project="proj-b")
+    assert moved.status_code == 409 and moved.json()["error"]["code"] == "team_in_other_project"
+    key_id = _admin(gateway, "POST", "/v1/admin/keys", project="proj-a", team="search").json()["key_id"]
+    time.sleep(0.3)
+    team = _admin(gateway, "GET", "/v1/admin/teams/search").json()
+    assert (team["project"], team["metadata"], team["keys"]) == ("proj-a", {"lead": "ana"}, [key_id])
+    assert "search" in [t["team"] for t in _admin(gateway, "GET", "/v1/admin/teams?project=proj-a").json()["data"]]
+
+    refused = _admin(gateway, "DELETE", "/v1/admin/teams/search")
+    assert refused.status_code == 409 and key_id in refused.json()["error"]["message"]
+    _admin(gateway, "DELETE", f"/v1/admin/keys/{key_id}")
+    time.sleep(0.3)
+    assert _admin(gateway, "DELETE", "/v1/admin/teams/search").status_code == 200
+    time.sleep(0.3)
+    assert _admin(gateway, "GET", "/v1/admin/teams/search").status_code == 404
+    assert "search" not in [t["team"] for t in _admin(gateway, "GET", "/v1/admin/teams").json()["data"]]
+
+
+def test_the_cli_sets_lists_and_removes_teams(gateway: Gateway) -> None:
+    env = {**gateway.env, "GATEWAY_URL": gateway.url, "GATEWAY_ADMIN_KEY": ADMIN_KEY}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "infra.cli", "teams", *args], env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    assert cli("set", '{"team": "cli-team", "project": "proj-a"}').returncode == 0
+    time.sleep(0.3)
+    assert "cli-team" in cli("list").stdout
+    assert cli("remove", "cli-team").returncode == 0
+    bad = cli("set", '{"team": "x"}')
+    assert bad.returncode != 0 and "project" in bad.stderr
