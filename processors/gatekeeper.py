@@ -42,7 +42,7 @@ def fold_alerts(sent: set[str], change: Change) -> None:
     sent.add(change.key.decode())
 
 
-class _FollowUsage(ConsumerRebalanceListener):
+class _RestoreOnAssignment(ConsumerRebalanceListener):
     def __init__(self, keeper: Gatekeeper) -> None:
         self._keeper = keeper
 
@@ -50,7 +50,9 @@ class _FollowUsage(ConsumerRebalanceListener):
         await self._keeper.release(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._keeper.follow_usage({tp.partition for tp in assigned})
+        # Restored by the admission loop before it handles a record: aiokafka already fetches the new
+        # partitions while this listener runs.
+        self._keeper.restoring = {tp.partition for tp in assigned}
 
 
 class Gatekeeper:
@@ -68,6 +70,7 @@ class Gatekeeper:
         self._alerts: LogView[set[str]] = LogView(settings.bootstrap_servers, settings.topics.budget_alerts,
                                                   fold_alerts, set(), config.kafka)
         self._settler: asyncio.Task[None] | None = None
+        self.restoring: set[int] | None = None  # partitions assigned and not restored yet
         self._usage_lock = asyncio.Lock()
         self._offsets = OffsetTracker()  # one reader of the usage consumer at a time (restore, settle)
 
@@ -77,12 +80,15 @@ class Gatekeeper:
         await self._alerts.start()
         await self._usage.start()
         await self._consumer.start()
-        await kafka_clients.subscribe(self._consumer, [self.settings.topics.admission], _FollowUsage(self))
+        await kafka_clients.subscribe(self._consumer, [self.settings.topics.admission], _RestoreOnAssignment(self))
         self._settler = asyncio.create_task(self._settle_loop())
         committer = asyncio.create_task(self._commit_loop())
         try:
             while not stopping.is_set():
                 batch = await self._consumer.getmany(timeout_ms=200)
+                if self.restoring is not None:
+                    partitions, self.restoring = self.restoring, None
+                    await self.follow_usage(partitions)
                 for tp, records in batch.items():
                     for record in records:
                         self._offsets.started(tp, record.offset)
@@ -129,22 +135,53 @@ class Gatekeeper:
                 self._offsets.mark_committed(positions)
 
     async def follow_usage(self, partitions: set[int]) -> None:
-        """Own these projects: rebuild their spend from the usage of the current periods, then follow it."""
-        # Budgets set later through the admin API count from their first request on.
-        since = min((history_start_ms(b, _now_ms()) for b in self.policies.budgets.values()),
-                    default=_now_ms() - 60_000)
-        tps = [TopicPartition(self.settings.topics.usage, p) for p in sorted(partitions)]
+        """Own these projects (every assignment is the whole of it): rebuild their rate-limit buckets from
+        the admissions decided in the last window and their spend from the usage of the current periods,
+        then follow the usage."""
+        self.policies.forget()
         async with self._usage_lock:
+            await self._replay_admissions(partitions)
+            # Budgets set later through the admin API count from their first request on.
+            since = min((history_start_ms(b, _now_ms()) for b in self.policies.budgets.values()),
+                        default=_now_ms() - 60_000)
+            tps = [TopicPartition(self.settings.topics.usage, p) for p in sorted(partitions)]
             self._usage.assign(tps)
-            if not tps:
-                return
-            found = await self._usage.offsets_for_times({tp: since for tp in tps})
-            ends = await self._usage.end_offsets(tps)
-            for tp in tps:
-                self._usage.seek(tp, found[tp].offset if found.get(tp) is not None else ends[tp])
+            ends = await self._seek(tps, since)
             # Restoring: settle what is already there before admitting anything new.
             while [tp for tp in tps if await self._usage.position(tp) < ends[tp]]:
                 await self._settle_batch(await self._usage.getmany(timeout_ms=200))
+
+    async def _seek(self, tps: list[TopicPartition], since_ms: int) -> dict[TopicPartition, int]:
+        """Position the reader at the first record at or after `since_ms`; returns the ends."""
+        if not tps:
+            return {}
+        found = await self._usage.offsets_for_times({tp: since_ms for tp in tps})
+        ends = await self._usage.end_offsets(tps)
+        for tp in tps:
+            self._usage.seek(tp, found[tp].offset if found.get(tp) is not None else ends[tp])
+        return ends
+
+    async def _replay_admissions(self, partitions: set[int]) -> None:
+        """Decide again, taking from the buckets but producing nothing, what was admitted before this owner:
+        the records of the last refill window up to the group's committed position."""
+        tps = [TopicPartition(self.settings.topics.admission, p) for p in sorted(partitions)]
+        committed = {tp: await self._consumer.committed(tp) or 0 for tp in tps}
+        self._usage.assign(tps)
+        await self._seek(tps, _now_ms() - int(self.policies.refill_window_s() * 1000))
+        replayed = 0
+        while behind := [tp for tp in tps if await self._usage.position(tp) < committed[tp]]:
+            batch = await self._usage.getmany(*behind, timeout_ms=200)
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset >= committed[tp]:
+                        continue
+                    with contextlib.suppress(codec.UnknownEvent, ValueError, EOFError):
+                        _, request = codec.decode(record.headers, record.value or b"")
+                        self.policies.admit(request, self._expected_cost(request), record.timestamp / 1000,
+                                            record.timestamp)
+                        replayed += 1
+        log.info("gatekeeper replayed %d admissions of partitions %s (committed %s)", replayed, sorted(partitions),
+                 {tp.partition: offset for tp, offset in committed.items()})
 
     async def _settle_loop(self) -> None:
         while True:
@@ -165,7 +202,7 @@ class Gatekeeper:
                     _, usage = codec.decode(record.headers, record.value or b"")
                 except (codec.UnknownEvent, ValueError, EOFError):
                     continue
-                for budget, period, threshold, spent in self.policies.settle(usage, time.monotonic()):
+                for budget, period, threshold, spent in self.policies.settle(usage, time.time()):
                     key = f"{budget.name}:{usage['project']}:{period}:{threshold}"
                     # A rolling crossing older than a window was seen without its full history while
                     # restoring (and was announced when it happened).
@@ -191,7 +228,7 @@ class Gatekeeper:
         except (codec.UnknownEvent, ValueError, EOFError) as exc:
             log.error("skipping an undecodable admission record: %r", exc)
             return []
-        now = time.monotonic()
+        now = time.time()
         refusal = self.policies.admit(request, self._expected_cost(request), now, _now_ms())
         quota = self.policies.quota(request, now)
         extra = [(RATELIMIT_HEADER, orjson.dumps(quota))] if quota else []

@@ -32,8 +32,9 @@ class Bucket:
     at: float
 
     def refill(self, now: float) -> None:
-        self.level = min(self.capacity, self.level + (now - self.at) * self.per_second)
-        self.at = now
+        if now > self.at:  # restoring replays moments out of order; time only moves forward
+            self.level = min(self.capacity, self.level + (now - self.at) * self.per_second)
+            self.at = now
 
     def seconds_until(self, amount: float) -> float:
         return max(0.0, (amount - self.level) / self.per_second) if self.per_second else math.inf
@@ -123,6 +124,16 @@ class Policies:
         self.budgets: dict[str, Budget] = {budget.name: budget for budget in budgets}
         self.buckets: dict[tuple[str, str, str, str], Bucket] = {}
         self.ledgers: dict[tuple[str, str, str], Ledger] = {}  # (budget name, project, period)
+
+    def forget(self) -> None:
+        """Drop what was counted (the policies stay): the owner rebuilds it from the log."""
+        self.buckets.clear()
+        self.ledgers.clear()
+
+    def refill_window_s(self) -> float:
+        """How far back admissions still weigh on a bucket: the longest time one takes to fill up."""
+        return max((float(limit.burst or rate) / rate * 60 for limit in self.limits.values()
+                    for rate in (limit.requests_per_minute, limit.tokens_per_minute) if rate), default=60.0)
 
     def projects(self) -> set[str] | None:
         """The projects any policy names, or None when a policy applies to every project."""
