@@ -15,7 +15,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
 from analytics.rows import attempt_row, request_row
 from analytics.store import Store
@@ -68,21 +68,6 @@ def _next_offsets(records: list[ConsumerRecord[bytes, bytes]]) -> dict[TopicPart
     return offsets
 
 
-class _ReplayOnFirstAssignment(ConsumerRebalanceListener):
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
-        self._consumer = consumer
-        self._done = False
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        if not self._done and assigned:
-            self._done = True
-            await self._consumer.seek_to_beginning(*assigned)
-            log.info("analytics store is new: replaying %d partitions from their beginning", len(assigned))
-
-
 class AnalyticsSink:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
@@ -113,8 +98,9 @@ class AnalyticsSink:
         the group had committed, and so rebuild every table and view."""
         await self.restore()
         await self._consumer.start()
+        listener = kafka_clients.ReplayOnFirstAssignment(self._consumer, "analytics store") if replay else None
         await kafka_clients.subscribe(self._consumer, [self.settings.topics.usage, self.settings.topics.attempts],
-                                      _ReplayOnFirstAssignment(self._consumer) if replay else None)
+                                      listener)
         # Pipelined: a batch is inserted (in a thread) while the next is fetched and decoded; each batch's
         # offsets are committed only once its insert is done.
         writing: asyncio.Task[None] | None = None

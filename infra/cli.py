@@ -115,6 +115,28 @@ def cmd_analytics(args: argparse.Namespace) -> None:
                 log_level=args.log_level, access_log=False)
 
 
+def cmd_cache(args: argparse.Namespace) -> None:
+    from urllib.parse import urlsplit
+
+    from aiohttp import web
+
+    from processors.cache.service import create_app
+
+    settings = _settings(args)
+    _ensure_topics(settings)
+    port = args.port or urlsplit(settings.config.cache.url).port or 8091
+    web.run_app(create_app(settings), host=args.host, port=port, print=None, access_log=None)
+
+
+def cmd_purge_cache(args: argparse.Namespace) -> None:
+    from urllib.parse import urlencode
+
+    from infra.admin_client import call
+
+    query = urlencode({"project": args.project, **({"model": args.model} if args.model else {})})
+    print(call("DELETE", f"/v1/admin/cache?{query}"))
+
+
 def cmd_sql(args: argparse.Namespace) -> None:
     from analytics.client import run_sql
 
@@ -238,6 +260,17 @@ def main(argv: list[str] | None = None) -> None:
     analytics.add_argument("--port", type=int, default=8090)
     analytics.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "warning"))
     analytics.set_defaults(func=cmd_analytics)
+
+    cache = sub.add_parser("cache", help="the cache: folds the completions topic, answers routers' lookups "
+                                          "(owns the embedded store)")
+    cache.add_argument("--host", default="127.0.0.1")
+    cache.add_argument("--port", type=int, default=None, help="default: the port of cache.url")
+    cache.set_defaults(func=cmd_cache)
+
+    purge = sub.add_parser("purge-cache", help="drop cached answers of a project (GATEWAY_URL, GATEWAY_ADMIN_KEY)")
+    purge.add_argument("--project", required=True)
+    purge.add_argument("--model")
+    purge.set_defaults(func=cmd_purge_cache)
 
     sql = sub.add_parser("sql", help="run read-only SQL on the analytics store (needs GATEWAY_ADMIN_KEY)")
     sql.add_argument("query")

@@ -200,6 +200,43 @@ class Budget(_Strict):
         return int((self.window_hours or 0) * 3_600_000)
 
 
+CacheMode = Literal["exact", "semantic", "off"]
+
+
+class CacheStore(_Strict):
+    """Where the cache keeps its entries: the embedded Qdrant Edge shard (the default, owned by the
+    `gateway cache` process), or a Qdrant server through qdrant-client (`url`; `local_path` runs
+    qdrant-client's local mode, the same API, for tests)."""
+
+    path: Path | None = Field(None, description="The embedded shard's directory; default GATEWAY_HOME/cache.")
+    qdrant_url: str | None = None
+    qdrant_api_key_env: str | None = None
+    qdrant_local_path: Path | None = None
+    collection: str = "gateway-cache"
+
+
+class Cache(_Strict):
+    """Exact and semantic caching of chat answers (a view of the completions topic, served by `gateway cache`)."""
+
+    mode: CacheMode = Field("off", description="The default for requests that name no mode.")
+    models: dict[str, CacheMode] = Field(default_factory=dict, description="Per model (or route) defaults.")
+    ttl_s: int = Field(86400, gt=0, le=7 * 86400, description="At most the completions topic's retention.")
+    threshold: float = Field(0.96, gt=0, le=1, description="The least cosine similarity of a semantic hit.")
+    max_temperature: float = Field(1.0, ge=0, description="Above this, a request is not served semantically.")
+    semantic_with_tools: bool = False
+    semantic_with_seed: bool = False
+    url: str = Field("http://127.0.0.1:8091", description="Where routers reach `gateway cache`.")
+    lookup_timeout_ms: int = Field(300, gt=0, description="A slower lookup is a miss that says 'skipped'.")
+    store: CacheStore = CacheStore()
+
+    def mode_for(self, model: str) -> CacheMode:
+        return self.models.get(model, self.mode)
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off" or any(mode != "off" for mode in self.models.values())
+
+
 class Webhook(_Strict):
     url: str
     secret_env: str = Field(description="The variable holding the HMAC secret the body is signed with.")
@@ -251,6 +288,7 @@ class GatewayConfig(_Strict):
     limits: list[Limit] = Field(default_factory=list)
     budgets: list[Budget] = Field(default_factory=list)
     alerts: Alerts = Alerts()
+    cache: Cache = Cache()
 
     @model_validator(mode="after")
     def _routes_name_providers(self) -> GatewayConfig:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
@@ -62,6 +62,25 @@ async def subscribe(consumer: AIOKafkaConsumer, topics: list[str], listener: Con
             break
         await asyncio.sleep(0.1)
     consumer.subscribe(topics, listener=listener)  # type: ignore[arg-type]
+
+
+class ReplayOnFirstAssignment(ConsumerRebalanceListener):
+    """A view whose state is new (or was deleted) reads its topics from their beginning, whatever its group
+    had committed, and so rebuilds itself."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, view: str) -> None:
+        self._consumer = consumer
+        self._view = view
+        self._done = False
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if not self._done and assigned:
+            self._done = True
+            await self._consumer.seek_to_beginning(*assigned)
+            log.info("%s is new: replaying %d partitions from their beginning", self._view, len(assigned))
 
 
 class TopicTooSmall(Exception):

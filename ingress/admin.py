@@ -16,6 +16,7 @@ from infra.config import Budget, Limit
 from infra.log_view import LogView
 from ingress import openapi
 from ingress.bodies import as_client_error
+from ingress.bridge import KafkaBridge
 from ingress.errors import GatewayError, invalid_request
 from ingress.keyring import KeyRing, _now_ms
 from ingress.teams import TeamDirectory
@@ -103,9 +104,17 @@ def _body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def install(app: FastAPI, keyring: KeyRing, teams: TeamDirectory, templates: TemplateStore,
-            policies: LogView[Policies]) -> None:
+            policies: LogView[Policies], bridge: KafkaBridge) -> None:
     _install_keys(app, keyring, teams)
     _install_teams(app, keyring, teams)
+
+    @app.delete("/v1/admin/cache", responses=ERRORS)
+    async def purge_cache(request: Request, project: str, model: str | None = None) -> Response:
+        """Drop the cached answers of a project (and one model) recorded until now, on every cache."""
+        keyring.admin(request.headers.get("authorization"))
+        purge = {"project": project, "model": model, "purged_at_ms": _now_ms()}
+        await bridge.record(bridge.settings.topics.completions, project, "CachePurged", purge)
+        return _json({**purge, "purged": True})
     _install_policies(app, keyring, policies)
 
     @app.post("/v1/admin/templates", status_code=201, responses=ERRORS, openapi_extra=_body(TemplateCreate))

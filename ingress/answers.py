@@ -90,14 +90,15 @@ def gateway_headers(reply: dict[str, Any]) -> dict[str, str]:
         "x-gateway-provider": reply["provider"],
         "x-gateway-cost-usd": f"{reply['cost_usd']:.10f}",
         "x-gateway-attempts": str(reply["attempts"]),
-        **ratelimit_headers(reply),
+        **carried_headers(reply),
     }
 
 
-def ratelimit_headers(reply: dict[str, Any]) -> dict[str, str]:
-    """OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` from the gatekeeper's counters,
-    for a project under a rate limit (on answers and on errors alike)."""
-    out = {}
+def carried_headers(reply: dict[str, Any]) -> dict[str, str]:
+    """What the reply records carried, on answers, errors and streams alike: OpenAI's
+    `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` from the gatekeeper's counters (a project under
+    a rate limit), and `x-gateway-cache` (a request the cache was asked about)."""
+    out = {"x-gateway-cache": reply["cache"]} if reply.get("cache") else {}
     for kind, (limit, remaining, reset_s) in (reply.get("ratelimit") or {}).items():
         out[f"x-ratelimit-limit-{kind}"] = str(int(limit))
         out[f"x-ratelimit-remaining-{kind}"] = str(int(remaining))

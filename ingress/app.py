@@ -58,6 +58,6 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
     install(app)
     openapi.install(app)
     operations.install(app, keyring, routes, bridge, probe)
-    admin.install(app, keyring, teams, templates, bridge.policy_view)
+    admin.install(app, keyring, teams, templates, bridge.policy_view, bridge)
     analytics_proxy.install(app, settings, analytics_client)
     return HotPath(app, Endpoints(keyring, RequestBuilder(settings, routes, bridge, templates), bridge).routes())

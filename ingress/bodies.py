@@ -131,6 +131,14 @@ class ResponseFormat(_Body):
     json_schema: JsonSchema | None = None
 
 
+class CacheOptions(_Body):
+    """The gateway's cache for this request (default: the configuration's for the model)."""
+
+    mode: Literal["exact", "semantic", "off"] | None = None
+    ttl_s: Annotated[int, Field(gt=0, le=7 * 86400)] | None = None
+    threshold: Annotated[float, Field(gt=0, le=1)] | None = None
+
+
 class _ChatBody(_Body):
     model: str = Field(min_length=1)
     messages: list[Message] | None = None  # may be left out when a prompt template makes them
@@ -148,6 +156,7 @@ class _ChatBody(_Body):
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     stream: bool = False
+    cache: CacheOptions | None = None
 
     def fallback_models(self) -> list[str]:
         return []
@@ -176,6 +185,9 @@ class _ChatBody(_Body):
             if self.response_format else None,
             "stream": self.stream,
             "include_usage": self.include_usage(),
+            "cache_mode": self.cache.mode if self.cache else None,
+            "cache_ttl_s": self.cache.ttl_s if self.cache else None,
+            "cache_threshold": self.cache.threshold if self.cache else None,
         }
 
     def include_usage(self) -> bool:

@@ -82,6 +82,12 @@ class KafkaBridge:
         await self._producer.send_and_wait(topic, codec.encode(event, request), key=key.encode(),
                                            headers=self._headers(event, request, traceparent))
 
+    async def record(self, topic: str, key: str, event: str, record: dict[str, Any]) -> None:
+        """Produce one control event (a cache purge) and wait until Kafka holds it."""
+        assert self._producer is not None
+        await self._producer.send_and_wait(topic, codec.encode(event, record), key=key.encode(),
+                                           headers=codec.headers(event))
+
     def _headers(self, event: str, request: dict[str, Any], traceparent: str | None) -> codec.Headers:
         """The event's headers and the ingress's signature: the router knows it came through HTTP."""
         return [*codec.headers(event, traceparent), (SIGNATURE_HEADER, self._signer.sign(request).encode())]
@@ -189,6 +195,8 @@ class KafkaBridge:
             request_id = reply["request_id"]
             if (quota := codec.header(headers, "gateway-ratelimit")) is not None:
                 reply["ratelimit"] = orjson.loads(quota)  # the gatekeeper's counters, for x-ratelimit-* headers
+            if (cache := codec.header(headers, "gateway-cache")) is not None:
+                reply["cache"] = cache  # the router's word on the cache, for x-gateway-cache
         except Exception as exc:  # a record from a broken or hostile producer: never fatal to the reader
             self.undecodable_replies += 1
             log.warning("dropping undecodable reply: %r", exc)

@@ -47,7 +47,7 @@ def failure(answer: tuple[str, dict[str, Any]] | None, event: dict[str, Any], ti
                             headers={"x-request-id": event["request_id"]})
     name, reply = answer
     if name == "RequestFailed":
-        headers = {"x-request-id": reply["request_id"], **answers.ratelimit_headers(reply)}
+        headers = {"x-request-id": reply["request_id"], **answers.carried_headers(reply)}
         if reply.get("retry_after_s") is not None:
             headers["retry-after"] = str(max(1, round(reply["retry_after_s"])))
         return GatewayError(reply["status"], reply["error_type"], reply["code"], reply["message"], headers=headers)
@@ -136,4 +136,4 @@ class Endpoints:
                 bridge.close_stream(event, finished[0])
 
         return StreamingResponse(body(), media_type="text/event-stream", headers={
-            "x-request-id": event["request_id"], "cache-control": "no-cache", **answers.ratelimit_headers(first[1])})
+            "x-request-id": event["request_id"], "cache-control": "no-cache", **answers.carried_headers(first[1])})

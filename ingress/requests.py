@@ -19,6 +19,7 @@ from ingress.templates import TemplateStore, render
 from processors.routing import RouteTable
 
 TIMEOUT_HEADER = "x-gateway-timeout-ms"
+CACHE_HEADER = "x-gateway-cache"  # skip: neither read nor fill the cache; refresh: fill it, do not read
 PROVIDER_KEY_HEADER = "x-provider-key-"
 
 
@@ -58,6 +59,14 @@ class RequestBuilder:
             raise invalid_request(f"{TIMEOUT_HEADER} must be a number of milliseconds in "
                                   f"(0, {int(self._limits.max_timeout_s * 1000)}]", "invalid_timeout")
         return ms / 1000
+
+    @staticmethod
+    def _cache_control(request: Request) -> str | None:
+        value = request.headers.get(CACHE_HEADER)
+        if value is not None and value not in ("skip", "refresh"):
+            raise invalid_request(f"{CACHE_HEADER} is 'skip' or 'refresh', not {value!r}", "invalid_value",
+                                  CACHE_HEADER)
+        return value
 
     def _provider_keys(self, request: Request, event: dict[str, Any]) -> list[dict[str, str]]:
         """`x-provider-key-<provider>` headers: the caller's own key for one provider, sealed at once for
@@ -125,5 +134,6 @@ class RequestBuilder:
         if caller.user and not event.get("user"):  # a key issued for a user speaks for it
             event["user"] = caller.user
         event["team"] = caller.team
+        event["cache_control"] = self._cache_control(request)
         event["provider_keys"] = self._provider_keys(request, event)
         return event, timeout

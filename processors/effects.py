@@ -53,9 +53,9 @@ class Effects:
         self._carried: dict[str, codec.Headers] = {}
 
     def carry(self, request_id: str, headers: codec.Headers) -> None:
-        """Headers a request brought that its replies carry back (the gatekeeper's rate-limit state)."""
+        """Headers its replies carry back to the ingress (the gatekeeper's rate-limit state, the cache's word)."""
         if headers:
-            self._carried[request_id] = headers
+            self._carried[request_id] = [*self._carried.get(request_id, ()), *headers]
 
     def forget(self, request_id: str) -> None:
         self._carried.pop(request_id, None)
@@ -122,6 +122,9 @@ class Effects:
         if outcome.usage is not None:
             sends.append(_sender(self._audit, topics.usage, "UsageRecorded", outcome.usage,
                                  request["project"].encode(), traceparent, [(REQUEST_ID_HEADER, key)]))
+        if outcome.fill is not None:
+            sends.append(_sender(self._audit, topics.completions, "CompletionRecorded", outcome.fill,
+                                 request["project"].encode(), traceparent))
         results = await asyncio.gather(*(_with_retry(send, self._budget_s) for send in sends), return_exceptions=True)
         for result in results:
             if isinstance(result, EffectsLost):

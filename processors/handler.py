@@ -5,6 +5,7 @@ Kafka stays outside; the policy is the same for every operation."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -164,6 +165,7 @@ class Outcome:
     reply: dict[str, Any] = field(default_factory=dict)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, Any] | None = None
+    fill: dict[str, Any] | None = None  # a CompletionRecorded for the cache
 
 
 class RequestHandler:
@@ -254,6 +256,30 @@ class RequestHandler:
         else:
             error = client_error(*last)
         return self._failed(request, outcome, error, None)
+
+    async def from_cache(self, request: dict[str, Any], entry: dict[str, Any], sink: ChunkSink | None
+                         ) -> Outcome:
+        """Answer with a cached reply: nothing is called or spent (the usage says what it saved); a stream
+        replays it in the chunks a live one would have (a word each, the tool calls, the finish reason)."""
+        cached = orjson.loads(entry["response_json"])
+        target = Target(cached["model"], cached["provider"], cached["model"], None)
+        stream = Stream(request, sink) if sink is not None and request.get("stream") else None
+        if stream is not None:
+            words = re.findall(r"\s*\S+\s*", cached["content"] or "") or [""]
+            for word in words[:-1]:
+                await stream.emit(target, word, ())
+            calls = tuple({"index": i, **call} for i, call in enumerate(cached["tool_calls"] or ()))
+            await stream.emit(target, words[-1], calls, cached["finish_reason"])
+        finished = now_ms()
+        latency = float(finished - request["received_at_ms"])
+        outcome = Outcome("ResponseCompleted", {
+            **cached, "request_id": request["request_id"], "project": request["project"], "cost_usd": 0.0,
+            "latency_ms": latency, "attempts": 0, "completed_at_ms": finished,
+            "ttft_ms": stream.ttft_ms if stream else None})
+        outcome.usage = self._usage(request, outcome, target.model, target.provider, "ok", None, Tokens(), 0.0,
+                                    latency, stream.ttft_ms if stream else None)
+        outcome.usage["cost_saved_usd"] = entry["cost_usd"]
+        return outcome
 
     def crashed(self, request: dict[str, Any], outcome: Outcome, exc: BaseException) -> Outcome:
         """A bug or an unforeseen input raised out of `handle`: the caller still gets an answer, with the

@@ -30,10 +30,12 @@ from infra.secrets import SIGNATURE_HEADER
 from processors.admission import Admission
 from processors.alerts import AlertSender
 from processors.answered import answered_view
+from processors.cache import policy as cache_policy
+from processors.cache.client import CACHE_HEADER, CacheClient, fill
 from processors.catalog import load_catalog
 from processors.effects import Effects, EffectsLost
 from processors.gatekeeper import RATELIMIT_HEADER, Gatekeeper
-from processors.handler import OPERATIONS, Outcome, RequestHandler, now_ms
+from processors.handler import OPERATIONS, ChunkSink, Outcome, RequestHandler, now_ms
 from processors.identity import Identities
 from processors.offsets import OffsetTracker
 from processors.routing import RouteTable
@@ -74,6 +76,7 @@ class RouterWorker:
         self._answered: OrderedDict[str, None] = OrderedDict()  # recent answers: a record written twice runs once
         self._stopping = asyncio.Event()
         self._upstreams = Upstreams(settings.config.providers)
+        self._cache = CacheClient(settings.config.cache)
         routes = RouteTable(settings.config, load_catalog(settings.config.catalog))
         self._handler = RequestHandler(settings, routes, self._upstreams)
         kafka = settings.config.kafka
@@ -113,6 +116,7 @@ class RouterWorker:
             await self._producer.stop()
             await self._audit.stop()
             await self._upstreams.aclose()
+            await self._cache.aclose()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -250,13 +254,31 @@ class RouterWorker:
             with tracing.tracer.start_as_current_span(
                     "router.handle", context=tracing.parent(traceparent), kind=SpanKind.CONSUMER,
                     attributes={"gateway.request_id": request_id, "gateway.model": request["model"]}):
-                return await self._handler.handle(event, request, outcome, send_chunk)
+                return await self._handle(event, request, outcome, send_chunk)
         except asyncio.CancelledError:  # cancelled between provider calls: nothing more to record
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
             return self._handler.expired(request)
         except Exception as exc:
             log.exception("request %s raised while being handled; answering with an internal error", request_id)
             return self._handler.crashed(request, outcome, exc)
+
+    async def _handle(self, event: str, request: dict[str, Any], outcome: Outcome, send_chunk: ChunkSink
+                      ) -> Outcome:
+        """The cache first, when the request or its model asks for it; else (and to fill it) the providers."""
+        plan = cache_policy.plan(request, self.settings.config.cache) if event == "RequestReceived" else None
+        if plan is None:
+            return await self._handler.handle(event, request, outcome, send_chunk)
+        looked = await self._cache.lookup(plan)
+        self._effects.carry(request["request_id"], [(CACHE_HEADER, looked.header())])
+        if looked.entry is not None:
+            outcome = await self._handler.from_cache(request, looked.entry, send_chunk)
+        else:
+            outcome = await self._handler.handle(event, request, outcome, send_chunk)
+            if outcome.reply_event == "ResponseCompleted":
+                outcome.fill = fill(request, plan, outcome.reply, now_ms())
+        if outcome.usage is not None:
+            outcome.usage.update(cache=looked.status, cache_similarity=looked.similarity)
+        return outcome
 
     def _cancel(self, request_id: str) -> None:
         task = self._running.get(request_id)

