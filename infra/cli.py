@@ -190,8 +190,10 @@ def cmd_up(args: argparse.Namespace) -> None:
     ingress, routers = default_counts()
     analytics = urllib.parse.urlsplit(settings.config.analytics.url)
     local_analytics = analytics.port if analytics.hostname in ("127.0.0.1", "localhost") else None
+    cache = urllib.parse.urlsplit(settings.config.cache.url)
+    local_cache = cache.port if cache.hostname in ("127.0.0.1", "localhost") else None
     supervisor = Supervisor(settings.path, args.host, args.port, args.ingress or ingress, args.routers or routers,
-                            local_analytics)
+                            local_analytics, local_cache)
     # One Prometheus directory for every process of this host: any ingress's /metrics shows them all.
     metrics_dir = home() / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)

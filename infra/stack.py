@@ -44,12 +44,14 @@ class Child:
 
 class Supervisor:
     def __init__(self, config: Path, host: str, port: int, ingress: int, routers: int,
-                 analytics_port: int | None = None) -> None:
+                 analytics_port: int | None = None, cache_port: int | None = None) -> None:
         base = [sys.executable, "-m", "infra.cli", "--config", str(config)]
         self.children = [Child(f"router-{i}", [*base, "router", "--instance-id", f"router-{i}"])
                          for i in range(routers)]
         if analytics_port is not None:  # the one process that owns the embedded analytics store
             self.children.append(Child("analytics", [*base, "analytics", "--port", str(analytics_port)]))
+        if cache_port is not None:  # the one process that owns the embedded cache store
+            self.children.append(Child("cache", [*base, "cache", "--port", str(cache_port)]))
         self.children += [Child(f"ingress-{i}", [*base, "ingress", "--host", host, "--port", str(port),
                                                  "--instance-id", f"ingress-{i}", "--reuse-port"])
                           for i in range(ingress)]

@@ -17,6 +17,7 @@ import openai
 import pytest
 import yaml
 
+from analytics.rows import REQUEST_COLUMNS, request_row
 from tests.conftest import (
     ADMIN_KEY,
     GATEWAY_KEY,
@@ -183,3 +184,14 @@ def test_the_cache_is_rebuilt_by_replay_and_its_absence_is_only_a_skip(cached: G
     assert rebuilt.headers["x-gateway-cache"] == "hit"
     # What was purged before stays purged: the purge is in the log after the answers it dropped.
     assert _ask(cached, "purged and never asked again", cache={"mode": "exact"}).headers["x-gateway-cache"] == "miss"
+
+
+
+def test_a_hit_becomes_an_analytics_row_with_what_it_saved(cached: Gateway) -> None:
+    first = _ask(cached, "worth saving", cache={"mode": "exact"})
+    hit = _until(cached, "hit", "worth saving", cache={"mode": "exact"})
+
+    rows = [dict(zip(REQUEST_COLUMNS, request_row(cached.events(cached.topics.usage, r.json()["id"])[0]),
+                     strict=True)) for r in (first, hit)]
+    assert (rows[0]["cache"], rows[0]["cost_saved_usd"]) == ("miss", 0.0)
+    assert rows[1]["cache"] == "hit" and rows[1]["cost_saved_usd"] == pytest.approx(rows[0]["cost_usd"])

@@ -76,4 +76,4 @@ def test_gateway_up_runs_supervised_processes_behind_one_port(gateway: Gateway, 
         assert served == _total(exposition, "gateway_http_requests_total{", "/v1/gateway/chat") == 20
     finally:
         stop_process(up)
-    assert not _pids(f"--config {config} (router|ingress|analytics)")
+    assert not _pids(f"--config {config} (router|ingress|analytics|cache)")
