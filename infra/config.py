@@ -221,7 +221,8 @@ class Cache(_Strict):
     mode: CacheMode = Field("off", description="The default for requests that name no mode.")
     models: dict[str, CacheMode] = Field(default_factory=dict, description="Per model (or route) defaults.")
     ttl_s: int = Field(86400, gt=0, le=7 * 86400, description="At most the completions topic's retention.")
-    threshold: float = Field(0.96, gt=0, le=1, description="The least cosine similarity of a semantic hit.")
+    threshold: float = Field(0.975, gt=0, le=1, description="The least cosine similarity of a semantic hit "
+                             "(chosen by bench/cache_quality.py: under 1 % false hits).")
     max_temperature: float = Field(1.0, ge=0, description="Above this, a request is not served semantically.")
     semantic_with_tools: bool = False
     semantic_with_seed: bool = False

@@ -12,12 +12,20 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from infra.config import Cache
+
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million "
+    "billion first second third fourth fifth sixth seventh eighth ninth tenth half quarter double triple "
+    "ii iii iv vi vii viii ix xi xii".split())
 
 # Everything in a chat request that changes what the model answers (not: stream, user, fallback, keys).
 ANSWER_CHANGING = ("max_tokens", "temperature", "top_p", "stop", "seed", "tools", "tool_choice",
@@ -69,3 +77,18 @@ def plan(request: dict[str, Any], config: Cache) -> CachePlan | None:
     prompt = _plain_user_text(messages[-1]) if mode == "semantic" and semantic_allowed(request, config) else None
     return CachePlan(mode, request.get("cache_control") != "refresh", scope, _digest(scope, messages[-1]), prompt,
                      request.get("cache_ttl_s") or config.ttl_s, request.get("cache_threshold") or config.threshold)
+
+
+def _numbers(words: list[str]) -> list[str]:
+    return sorted(w for w in words if w in _NUMBER_WORDS or any(c.isdigit() for c in w))
+
+
+def compatible(prompt: str, candidate: str) -> bool:
+    """Whether a semantic neighbour may answer this prompt: embeddings place "10 miles to km" next to
+    "10 km to miles" and "the 2018 World Cup" next to "the 2014 one", so the numbers (digits, number
+    words, ordinals) must be the same, and the same words in another order are another question."""
+    words = [w.lower() for w in _WORD.findall(prompt)]
+    other = [w.lower() for w in _WORD.findall(candidate)]
+    if _numbers(words) != _numbers(other):
+        return False
+    return words == other or sorted(words) != sorted(other)

@@ -7,9 +7,10 @@ topic from its beginning and so is rebuilt) and answers the routers' lookups ove
     GET /health -> {"entries": n}
 
 Exact first (a keyword-indexed payload match), then, for a prompt, its embedding searched within the
-scope. Embeddings run on one thread and the store on another, off the event loop: an exact lookup never
-waits behind an embedding. Entries past their TTL are dropped every `MAINTAIN_S`, when the HNSW index is
-also brought up to date.
+scope: the closest neighbour that is the same question (`policy.compatible`) answers. Embeddings run on
+one thread and the store on another, off the event loop: an exact lookup never waits behind an
+embedding. Entries past their TTL are dropped every `MAINTAIN_S`, when the HNSW index is also brought
+up to date.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from aiohttp import web
 
 from infra import kafka_clients, paths
 from infra.config import Settings
+from processors.cache.policy import compatible
 from processors.cache.store import ClientStore, EdgeStore, VectorStore
 from schemas import codec
 
@@ -86,8 +88,9 @@ class CacheService:
             return {"status": "hit", "entry": entry}
         if prompt:
             found = await self._in_store(self.store.nearest, await self._embedding(prompt), scope, threshold, now)
-            if found is not None:
-                return {"status": "semantic-hit", "similarity": found[1], "entry": found[0]}
+            for candidate, similarity in found:
+                if compatible(prompt, candidate["prompt"]):
+                    return {"status": "semantic-hit", "similarity": similarity, "entry": candidate}
         return {"status": "miss"}
 
     async def fold(self, event: str, record: dict[str, Any]) -> None:
@@ -95,7 +98,7 @@ class CacheService:
             await self._in_store(self.store.purge, record["project"], record["model"], record["purged_at_ms"])
         elif event == "CompletionRecorded" and record["expires_at_ms"] > _now_ms():
             vector = await self._embedding(record["prompt"]) if record["prompt"] else None
-            await self._in_store(self.store.put, {k: v for k, v in record.items() if k != "prompt"}, vector)
+            await self._in_store(self.store.put, record, vector)
 
     async def follow(self) -> None:
         """Fold the completions topic for ever; offsets are committed once the store holds a batch."""

@@ -21,6 +21,7 @@ DIMENSIONS = 384
 EXACT_ONLY = [1.0] + [0.0] * (DIMENSIONS - 1)
 KEYWORDS = ("exact_key", "scope", "project", "model", "kind")  # kind: semantic or exact (only)
 INTEGERS = ("recorded_at_ms", "expires_at_ms")
+NEIGHBOURS = 3  # the closest first; the next ones when a closer one is not the same question
 
 
 def point_id(exact_key: str) -> str:
@@ -33,7 +34,7 @@ class VectorStore(Protocol):
     def put(self, entry: dict[str, Any], vector: list[float] | None) -> None: ...
     def exact(self, exact_key: str, now_ms: int) -> dict[str, Any] | None: ...
     def nearest(self, vector: list[float], scope: str, threshold: float, now_ms: int
-                ) -> tuple[dict[str, Any], float] | None: ...
+                ) -> list[tuple[dict[str, Any], float]]: ...
     def purge(self, project: str, model: str | None, up_to_ms: int) -> None: ...
     def expire(self, now_ms: int) -> None: ...
     def count(self) -> int: ...
@@ -76,12 +77,12 @@ class EdgeStore:
         return dict(found[0].payload) if found else None
 
     def nearest(self, vector: list[float], scope: str, threshold: float, now_ms: int
-                ) -> tuple[dict[str, Any], float] | None:
+                ) -> list[tuple[dict[str, Any], float]]:
         q = self._q
         found = self._shard.query(q.QueryRequest(
-            limit=1, query=q.Query.Nearest(vector), with_payload=True, score_threshold=threshold,
+            limit=NEIGHBOURS, query=q.Query.Nearest(vector), with_payload=True, score_threshold=threshold,
             filter=self._live(now_ms, self._match("scope", scope), self._match("kind", "semantic"))))
-        return (dict(found[0].payload), float(found[0].score)) if found else None
+        return [(dict(point.payload or {}), float(point.score)) for point in found]
 
     def purge(self, project: str, model: str | None, up_to_ms: int) -> None:
         q = self._q
@@ -145,11 +146,11 @@ class ClientStore:
         return dict(found[0].payload or {}) if found else None
 
     def nearest(self, vector: list[float], scope: str, threshold: float, now_ms: int
-                ) -> tuple[dict[str, Any], float] | None:
+                ) -> list[tuple[dict[str, Any], float]]:
         found = self._client.query_points(
-            self._collection, query=vector, limit=1, with_payload=True, score_threshold=threshold,
+            self._collection, query=vector, limit=NEIGHBOURS, with_payload=True, score_threshold=threshold,
             query_filter=self._live(now_ms, self._match("scope", scope), self._match("kind", "semantic"))).points
-        return (dict(found[0].payload or {}), float(found[0].score)) if found else None
+        return [(dict(point.payload or {}), float(point.score)) for point in found]
 
     def _delete(self, *conditions: Any) -> None:
         self._client.delete(self._collection, self._m.FilterSelector(filter=self._m.Filter(must=list(conditions))))

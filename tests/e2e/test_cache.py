@@ -106,6 +106,15 @@ def test_a_paraphrase_is_a_semantic_hit_and_a_different_question_is_not(cached: 
     assert other.headers["x-gateway-cache"] == "miss"
 
 
+def test_a_near_miss_with_other_numbers_or_the_words_reordered_is_a_miss(cached: Gateway) -> None:
+    _ask(cached, "Convert 10 miles to kilometers", **SEMANTIC)
+    assert _until(cached, "semantic-hit", "Convert 10 miles into kilometers",
+                  **SEMANTIC).headers["x-gateway-cache"].startswith("semantic-hit")
+
+    assert _ask(cached, "Convert 10 kilometers to miles", **SEMANTIC).headers["x-gateway-cache"] == "miss"
+    assert _ask(cached, "Convert 12 miles to kilometers", **SEMANTIC).headers["x-gateway-cache"] == "miss"
+
+
 def test_a_hit_never_crosses_projects_or_answer_changing_parameters(cached: Gateway) -> None:
     _ask(cached, "scoped question", cache={"mode": "exact"})
     assert _until(cached, "hit", "scoped question", cache={"mode": "exact"}).headers["x-gateway-cache"] == "hit"

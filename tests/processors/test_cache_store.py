@@ -45,11 +45,11 @@ def test_exact_and_semantic_hits_stay_in_their_scope_and_time(store: VectorStore
     assert store.exact("k1", NOW)["response_json"] == '{"content": "k1"}'  # type: ignore[index]
     assert store.exact("k3", NOW) is None  # expired
     assert store.exact("k4", NOW) is not None
-    hit = store.nearest(_vector(1, noise=0.1), "s1", 0.9, NOW)
-    assert hit is not None and hit[0]["exact_key"] == "k1" and 0.9 <= hit[1] < 1.0
-    assert store.nearest(_vector(2), "s1", 0.9, NOW) is None  # the right vector, another scope
-    assert store.nearest(_vector(3), "s1", 0.9, NOW) is None  # expired
-    assert store.nearest(_vector(5), "s1", 0.9, NOW) is None  # nothing near enough
+    hits = store.nearest(_vector(1, noise=0.1), "s1", 0.9, NOW)
+    assert [h[0]["exact_key"] for h in hits] == ["k1"] and 0.9 <= hits[0][1] < 1.0
+    assert store.nearest(_vector(2), "s1", 0.9, NOW) == []  # the right vector, another scope
+    assert store.nearest(_vector(3), "s1", 0.9, NOW) == []  # expired
+    assert store.nearest(_vector(5), "s1", 0.9, NOW) == []  # nothing near enough
 
 
 def test_purge_and_expiry_remove_entries(store: VectorStore) -> None:
