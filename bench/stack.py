@@ -31,6 +31,7 @@ class Stack:
     gateway: str  # base URL of the ingress
     mock: str  # base URL of the mock, ending in /v1
     workdir: Path
+    env: dict[str, str]
 
 
 def _wait_http(url: str, timeout_s: float = 60) -> None:
@@ -74,7 +75,7 @@ def running_stack(port: int, mock_port: int, models: dict[str, dict[str, str]] |
     try:
         gateway = f"http://127.0.0.1:{port}"
         _wait_http(gateway + "/ready")
-        yield Stack(gateway, mock, workdir)
+        yield Stack(gateway, mock, workdir, env)
     finally:
         for process in reversed(processes):
             process.send_signal(signal.SIGTERM)

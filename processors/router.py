@@ -275,7 +275,7 @@ class RouterWorker:
         else:
             outcome = await self._handler.handle(event, request, outcome, send_chunk)
             if outcome.reply_event == "ResponseCompleted":
-                outcome.fill = fill(request, plan, outcome.reply, now_ms())
+                outcome.fill = fill(request, plan, looked, outcome.reply, now_ms())
         if outcome.usage is not None:
             outcome.usage.update(cache=looked.status, cache_similarity=looked.similarity)
         return outcome

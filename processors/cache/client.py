@@ -23,6 +23,7 @@ class Lookup:
     status: str  # hit, semantic-hit, miss or skipped
     similarity: float | None = None
     entry: dict[str, Any] | None = None
+    vector: list[float] | None = None  # a semantic miss: the prompt's embedding, for the fill
 
     def header(self) -> bytes:
         if self.similarity is None:
@@ -51,16 +52,17 @@ class CacheClient:
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
             log.warning("cache lookup skipped: %s", type(exc).__name__)
             return Lookup("skipped")
-        return Lookup(found["status"], found.get("similarity"), found.get("entry"))
+        return Lookup(found["status"], found.get("similarity"), found.get("entry"), found.get("vector"))
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
 
 
-def fill(request: dict[str, Any], plan: CachePlan, reply: dict[str, Any], now_ms: int) -> dict[str, Any]:
+def fill(request: dict[str, Any], plan: CachePlan, looked: Lookup, reply: dict[str, Any], now_ms: int
+         ) -> dict[str, Any]:
     """The CompletionRecorded that lets this answer serve later requests."""
     return {"request_id": request["request_id"], "project": request["project"], "model": request["model"],
-            "scope": plan.scope, "exact_key": plan.exact_key, "prompt": plan.prompt,
+            "scope": plan.scope, "exact_key": plan.exact_key, "prompt": plan.prompt, "vector": looked.vector,
             "response_json": orjson.dumps(reply).decode(), "cost_usd": reply["cost_usd"],
             "recorded_at_ms": now_ms, "expires_at_ms": now_ms + plan.ttl_s * 1000}

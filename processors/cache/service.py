@@ -3,7 +3,7 @@
 topic from its beginning and so is rebuilt) and answers the routers' lookups over HTTP:
 
     POST /lookup {"scope", "exact_key", "prompt": str | null, "threshold"}
-      -> {"status": "hit" | "semantic-hit" | "miss", "similarity"?, "entry"?}
+      -> {"status": "hit" | "semantic-hit" | "miss", "similarity"?, "entry"?, "vector"?}
     GET /health -> {"entries": n}
 
 Exact first (a keyword-indexed payload match), then, for a prompt, its embedding searched within the
@@ -86,18 +86,19 @@ class CacheService:
         entry = await self._in_store(self.store.exact, exact_key, now)
         if entry is not None:
             return {"status": "hit", "entry": entry}
-        if prompt:
-            found = await self._in_store(self.store.nearest, await self._embedding(prompt), scope, threshold, now)
-            for candidate, similarity in found:
-                if compatible(prompt, candidate["prompt"]):
-                    return {"status": "semantic-hit", "similarity": similarity, "entry": candidate}
-        return {"status": "miss"}
+        if not prompt:
+            return {"status": "miss"}
+        vector = await self._embedding(prompt)
+        for candidate, similarity in await self._in_store(self.store.nearest, vector, scope, threshold, now):
+            if compatible(prompt, candidate["prompt"]):
+                return {"status": "semantic-hit", "similarity": similarity, "entry": candidate}
+        return {"status": "miss", "vector": vector}  # the router fills with it: embedded once a request
 
     async def fold(self, event: str, record: dict[str, Any]) -> None:
         if event == "CachePurged":
             await self._in_store(self.store.purge, record["project"], record["model"], record["purged_at_ms"])
         elif event == "CompletionRecorded" and record["expires_at_ms"] > _now_ms():
-            vector = await self._embedding(record["prompt"]) if record["prompt"] else None
+            vector = record.pop("vector") or (await self._embedding(record["prompt"]) if record["prompt"] else None)
             await self._in_store(self.store.put, record, vector)
 
     async def follow(self) -> None:
