@@ -86,6 +86,7 @@ def summary(scope: Scope, group_by: str | None, interval: str, since: datetime, 
                         f"sumIf({table}.requests, {table}.status = 'error') AS errors",
                         "sum(prompt_tokens) AS prompt_tokens", "sum(completion_tokens) AS completion_tokens",
                         "sum(cached_tokens) AS cached_tokens", "sum(cost_usd) AS cost_usd",
+                        "sum(cache_hits) AS cache_hits", "sum(cost_saved_usd) AS cost_saved_usd",
                         "quantilesMerge(0.5, 0.95, 0.99)(latency_ms) AS latency_ms",
                         "quantilesMerge(0.5, 0.95, 0.99)(ttft_ms) AS ttft_ms"])
     names = ["bucket" if k.endswith(" AS bucket") else k for k in keys]

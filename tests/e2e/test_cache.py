@@ -232,3 +232,25 @@ def test_embeddings_from_a_model_the_gateway_serves(cached: Gateway, tmp_path: P
     assert hit.headers["x-gateway-cache"].startswith("semantic-hit; similarity=1.0")
     spent = [u for _, u in read_events(cached.bootstrap, cached.topics.usage) if u["operation"] == "embeddings"]
     assert spent and {u["model"] for u in spent} == {"text-embedding-3-small"}  # routed and billed like any
+
+
+def test_analytics_counts_hits_and_what_they_saved(cached: Gateway, tmp_path: Path) -> None:
+    port = free_port()
+    with open(cached.logs / "analytics.log", "ab") as log:
+        cached.extra.insert(0, subprocess.Popen([sys.executable, "-m", "infra.cli", "analytics", "--port", str(port)],
+                                                env={**cached.env, "GATEWAY_HOME": str(tmp_path)}, stdout=log,
+                                                stderr=log))
+    wait_for_port(port, cached.extra[0])
+    usage = [u for _, u in read_events(cached.bootstrap, cached.topics.usage) if u["operation"] == "chat"]
+    hits = [u for u in usage if u["cache"] in ("hit", "semantic-hit")]
+    assert hits
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = httpx.get(f"http://127.0.0.1:{port}/v1/analytics/summary", params={"group_by": "project"},
+                         headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30).json()["rows"]
+        if sum(r["requests"] for r in rows) >= len(usage):
+            break
+        time.sleep(0.5)
+    assert sum(r["cache_hits"] for r in rows) == len(hits)
+    assert sum(r["cost_saved_usd"] for r in rows) == pytest.approx(sum(u["cost_saved_usd"] for u in hits))
