@@ -9,7 +9,7 @@ REQUEST_COLUMNS = (
     "event_id", "request_id", "recorded_at", "project", "key_id", "user", "operation", "model", "provider",
     "status", "error_code", "stream", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
     "cost_usd", "latency_ms", "ttft_ms", "attempts", "prompt_id", "prompt_version", "team",
-    "cache", "cache_similarity", "cost_saved_usd",
+    "cache", "cache_similarity", "cost_saved_usd", "route", "strategy",
 )
 ATTEMPT_COLUMNS = (
     "attempt_id", "request_id", "project", "attempt_no", "started_at", "model", "provider", "outcome", "status",
@@ -29,6 +29,7 @@ def request_row(usage: dict[str, Any]) -> tuple[Any, ...]:
         usage.get("cached_tokens") or 0, usage.get("reasoning_tokens") or 0, usage["cost_usd"], usage["latency_ms"],
         usage.get("ttft_ms"), usage["attempts"], usage.get("prompt_id"), usage.get("prompt_version"),
         usage.get("team"), usage.get("cache"), usage.get("cache_similarity"), usage.get("cost_saved_usd") or 0.0,
+        usage.get("route"), usage.get("strategy"),
     )
 
 

@@ -165,12 +165,11 @@ def cmd_check_config(args: argparse.Namespace) -> None:
 
 def _example_curl(settings: config_module.Settings, url: str, local: bool) -> str:
     """A curl that works against this configuration: a key it accepts and a model it can serve."""
-    from processors.catalog import load_catalog
-    from processors.routing import RouteTable
+    from processors.routing import route_table
 
     entry = next((k for k in settings.config.keys if k.resolve()), settings.config.keys[0])
     key = entry.key if entry.key is not None else f"${entry.key_env}"
-    servable = [t.model for t in RouteTable(settings.config, load_catalog(settings.config.catalog)).servable_models()]
+    servable = [t.model for t in route_table(settings).servable_models()]
     model = "smollm2-135m" if local or not servable else servable[0]
     return (f"curl {url}/v1/gateway/chat -H \"Authorization: Bearer {key}\" -H 'Content-Type: application/json' \\\n"
             f"  -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": "

@@ -11,7 +11,7 @@ import hashlib
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -119,6 +119,60 @@ class Retry(_Strict):
     backoff_ms: float = Field(50, ge=0)
     max_backoff_ms: float = Field(2000, ge=0)
     max_retry_after_s: float = Field(2.0, ge=0, description="A longer retry-after moves on to the fallback.")
+
+
+class RouteTarget(_Strict):
+    """One place a route may send a request: a provider and the model (or deployment) it knows."""
+
+    provider: str = Field(min_length=1)
+    model: str = Field(min_length=1, description="The model or deployment name the provider knows.")
+    name: str | None = Field(None, min_length=1, description="How responses and rules name it (default: model).")
+    catalog: str | None = Field(None, description="The catalog entry for price and capabilities (default: model).")
+    weight: float = Field(1.0, gt=0, description="loadbalance: its share.")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.model
+
+
+class Rule(_Strict):
+    """`when` every condition holds (field: value, or field: {op: value}), the request goes to `then`: a
+    target of this route, another route, or a model."""
+
+    when: dict[str, Any] = Field(min_length=1)
+    then: str = Field(min_length=1)
+
+
+class RouteSpec(_Strict):
+    """A virtual model: its targets and how one is chosen, with its own retry policy and hedge."""
+
+    strategy: Literal["fallback", "loadbalance", "cheapest", "fastest", "capability", "rules"] = "fallback"
+    targets: list[RouteTarget] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+    default: str | None = Field(None, description="rules: where a request no rule matched goes.")
+    retry: Retry | None = Field(None, description="Default: the gateway's `retry`.")
+    first_byte_timeout_s: float | None = Field(None, gt=0, description="Per attempt, over the provider's own.")
+    hedge_after_ms: int | None = Field(None, gt=0, description="Without a first byte by then, race the next target.")
+    exploration: float = Field(0.1, ge=0, le=1, description="fastest: how often another target is tried first.")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RouteSpec:
+        if self.strategy == "rules":
+            if not self.rules or self.default is None:
+                raise ValueError("a rules route needs 'rules' and a 'default'")
+        elif not self.targets:
+            raise ValueError(f"a {self.strategy} route needs 'targets'")
+        labels = [t.label for t in self.targets]
+        if len(set(labels)) != len(labels):
+            raise ValueError("target names must differ (give 'name' to two targets of one model)")
+        return self
+
+
+class RoutesFile(_Strict):
+    """The routes file (`routes_file`): read again whenever it changes; a bad one is refused, the routes
+    already loaded keep serving."""
+
+    routes: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:/-]{1,100}$")], RouteSpec] = Field(default_factory=dict)
 
 
 class Ingress(_Strict):
@@ -295,6 +349,8 @@ class GatewayConfig(_Strict):
     budgets: list[Budget] = Field(default_factory=list)
     alerts: Alerts = Alerts()
     cache: Cache = Cache()
+    routes_file: Path | None = Field(None, description="Routes as virtual models (relative to this file); "
+                                     "changes apply without a restart.")
 
     @model_validator(mode="after")
     def _routes_name_providers(self) -> GatewayConfig:
@@ -340,6 +396,12 @@ class Settings:
     @property
     def bootstrap_servers(self) -> str:
         return self.env.kafka_bootstrap_servers or LOCAL_KAFKA
+
+    @property
+    def routes_path(self) -> Path | None:
+        """The routes file, relative to the configuration file."""
+        routes_file = self.config.routes_file
+        return None if routes_file is None else (self.path.parent / routes_file)
 
     @cached_property
     def topics(self) -> TopicNames:

@@ -88,6 +88,7 @@ def gateway_headers(reply: dict[str, Any]) -> dict[str, str]:
     return {
         "x-request-id": reply["request_id"],
         "x-gateway-provider": reply["provider"],
+        "x-gateway-target": f"{reply['provider']}/{reply['model']}",
         "x-gateway-cost-usd": f"{reply['cost_usd']:.10f}",
         "x-gateway-attempts": str(reply["attempts"]),
         **carried_headers(reply),
@@ -97,8 +98,11 @@ def gateway_headers(reply: dict[str, Any]) -> dict[str, str]:
 def carried_headers(reply: dict[str, Any]) -> dict[str, str]:
     """What the reply records carried, on answers, errors and streams alike: OpenAI's
     `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` from the gatekeeper's counters (a project under
-    a rate limit), and `x-gateway-cache` (a request the cache was asked about)."""
+    a rate limit), `x-gateway-cache` (a request the cache was asked about), `x-gateway-route` and
+    `x-gateway-strategy` (a route chose the target)."""
     out = {"x-gateway-cache": reply["cache"]} if reply.get("cache") else {}
+    if reply.get("route"):
+        out["x-gateway-route"], _, out["x-gateway-strategy"] = reply["route"].partition(";")
     for kind, (limit, remaining, reset_s) in (reply.get("ratelimit") or {}).items():
         out[f"x-ratelimit-limit-{kind}"] = str(int(limit))
         out[f"x-ratelimit-remaining-{kind}"] = str(int(remaining))

@@ -4,6 +4,7 @@ operations (`operations.py`), administration (`admin.py`), analytics passed thro
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,8 +21,7 @@ from ingress.keyring import KeyRing
 from ingress.requests import RequestBuilder
 from ingress.teams import TeamDirectory
 from ingress.templates import TemplateStore
-from processors.catalog import load_catalog
-from processors.routing import RouteTable
+from processors.routing import follow_routes_file, route_table
 from schemas.topics import REPLIES
 
 
@@ -29,7 +29,7 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
     """`reply_partition` None (the default): the instance claims one itself."""
     if reply_partition is not None and not 0 <= reply_partition < REPLIES.partitions:
         raise ValueError(f"reply partition must be in [0, {REPLIES.partitions - 1}], not {reply_partition}")
-    routes = RouteTable(settings.config, load_catalog(settings.config.catalog))
+    routes = route_table(settings)
     bridge = KafkaBridge(settings, reply_partition, instance_id)
     keyring = KeyRing(settings)
     teams = TeamDirectory(settings)
@@ -44,9 +44,11 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
         await templates.start()
         await bridge.start()
         analytics_client.append(httpx.AsyncClient(timeout=httpx.Timeout(120, connect=2)))
+        routes_file = asyncio.create_task(follow_routes_file(routes))
         try:
             yield
         finally:
+            routes_file.cancel()
             await analytics_client[0].aclose()
             await probe.close()
             await bridge.stop()

@@ -157,9 +157,12 @@ class _ChatBody(_Body):
     response_format: ResponseFormat | None = None
     stream: bool = False
     cache: CacheOptions | None = None
+    metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None = Field(
+        None, max_length=16)
+    fallback: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, max_length=10)
 
     def fallback_models(self) -> list[str]:
-        return []
+        return self.fallback
 
     def event_fields(self) -> dict[str, Any]:
         choice = self.tool_choice
@@ -188,6 +191,7 @@ class _ChatBody(_Body):
             "cache_mode": self.cache.mode if self.cache else None,
             "cache_ttl_s": self.cache.ttl_s if self.cache else None,
             "cache_threshold": self.cache.threshold if self.cache else None,
+            "metadata": dict(self.metadata or {}),
         }
 
     def include_usage(self) -> bool:
@@ -195,12 +199,8 @@ class _ChatBody(_Body):
 
 
 class NativeChat(_ChatBody):
-    """`POST /v1/gateway/chat`: the gateway's own format, with an ordered `fallback` list of models."""
-
-    fallback: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, max_length=10)
-
-    def fallback_models(self) -> list[str]:
-        return self.fallback
+    """`POST /v1/gateway/chat`: the gateway's own format (an ordered `fallback` list of models, which the
+    OpenAI-compatible body also takes, through the SDK's `extra_body`)."""
 
 
 class StreamOptions(_Body):

@@ -195,6 +195,8 @@ class KafkaBridge:
             request_id = reply["request_id"]
             if (quota := codec.header(headers, "gateway-ratelimit")) is not None:
                 reply["ratelimit"] = orjson.loads(quota)  # the gatekeeper's counters, for x-ratelimit-* headers
+            if (route := codec.header(headers, "gateway-route")) is not None:
+                reply["route"] = route  # "<route>;<strategy>": which route chose the target
             if (cache := codec.header(headers, "gateway-cache")) is not None:
                 reply["cache"] = cache  # the router's word on the cache, for x-gateway-cache
         except Exception as exc:  # a record from a broken or hostile producer: never fatal to the reader

@@ -19,6 +19,7 @@ from ingress.templates import TemplateStore, render
 from processors.routing import RouteTable
 
 TIMEOUT_HEADER = "x-gateway-timeout-ms"
+META_HEADER = "x-gateway-meta-"
 CACHE_HEADER = "x-gateway-cache"  # skip: neither read nor fill the cache; refresh: fill it, do not read
 PROVIDER_KEY_HEADER = "x-provider-key-"
 
@@ -135,5 +136,8 @@ class RequestBuilder:
             event["user"] = caller.user
         event["team"] = caller.team
         event["cache_control"] = self._cache_control(request)
+        if "metadata" in event:  # chat: x-gateway-meta-<key> headers join the body's metadata (route rules read it)
+            event["metadata"] |= {name[len(META_HEADER):]: value for name, value in request.headers.items()
+                                  if name.startswith(META_HEADER)}
         event["provider_keys"] = self._provider_keys(request, event)
         return event, timeout

@@ -37,6 +37,11 @@ class CircuitBreaker:
         state.trial_running = True
         return "trial"
 
+    def healthy(self, route: tuple[str, str], now: float) -> bool:
+        """Closed, or open with its cool-down over (a trial may go): what loadbalance prefers."""
+        state = self._routes.get(route)
+        return state is None or state.opened_at is None or now - state.opened_at >= self.cooldown_s
+
     def release(self, route: tuple[str, str], permit: Permit) -> None:
         """Give a trial back unused (the call was refused, cancelled, or raised): the next one may try."""
         state = self._routes.get(route)

@@ -50,12 +50,13 @@ class Effects:
         self._audit = audit
         self._known_topics: set[str] = {settings.topics.replies}
         self._budget_s = settings.config.router.effects_retry_s
-        self._carried: dict[str, codec.Headers] = {}
+        self._carried: dict[str, dict[str, bytes]] = {}
 
     def carry(self, request_id: str, headers: codec.Headers) -> None:
-        """Headers its replies carry back to the ingress (the gatekeeper's rate-limit state, the cache's word)."""
+        """Headers its replies carry back to the ingress (the gatekeeper's rate-limit state, the cache's word,
+        the route that chose the target); a later value of one replaces the earlier."""
         if headers:
-            self._carried[request_id] = [*self._carried.get(request_id, ()), *headers]
+            self._carried.setdefault(request_id, {}).update(headers)
 
     def forget(self, request_id: str) -> None:
         self._carried.pop(request_id, None)
@@ -138,7 +139,7 @@ class Effects:
         return await self._replies.send(
             request["reply_topic"], codec.encode(event, record), key=request["request_id"].encode(),
             partition=partition, headers=[*codec.headers(event, traceparent),
-                                          *self._carried.get(request["request_id"], ())],
+                                          *self._carried.get(request["request_id"], {}).items()],
         )
 
     async def _undeliverable(self, request: dict[str, Any], outcome: Outcome, traceparent: str | None,

@@ -22,11 +22,11 @@ from aiokafka.errors import KafkaError
 from infra import kafka_clients
 from infra.config import Settings
 from infra.log_view import Change, LogView
-from processors.catalog import cost_usd, load_catalog
+from processors.catalog import cost_usd
 from processors.limits import Policies, Refusal, history_start_ms, prompt_estimate
 from processors.offsets import OffsetTracker
 from processors.policies import policies_view
-from processors.routing import RouteTable
+from processors.routing import route_table
 from schemas import codec
 
 log = logging.getLogger("gateway.gatekeeper")
@@ -61,7 +61,7 @@ class Gatekeeper:
         config = settings.config
         self.policies = Policies(config.limits, config.budgets)
         self._policies = policies_view(settings, self.policies)  # and those set through the admin API
-        self._routes = RouteTable(config, load_catalog(config.catalog))
+        self._routes = route_table(settings)
         self._consumer = kafka_clients.consumer(settings.bootstrap_servers, config.kafka,
                                                 group_id=settings.env.gateway_topic_prefix + "gatekeeper",
                                                 auto_offset_reset="earliest")

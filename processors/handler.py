@@ -5,6 +5,7 @@ Kafka stays outside; the policy is the same for every operation."""
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import time
 import uuid
@@ -19,8 +20,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from infra import secrets, tracing
 from infra.config import Settings
 from processors.catalog import ModelInfo, cost_usd, image_cost_usd
-from processors.circuit import CircuitBreaker
+from processors.circuit import CircuitBreaker, Permit
 from processors.failover import CLIENT_GONE, DEADLINE_EXCEEDED, ClientError, client_error, redact, retry_delay_s
+from processors.health import LatencyStats
 from processors.providers import ADAPTERS
 from processors.providers.base import (
     ChatResult,
@@ -34,6 +36,7 @@ from processors.providers.base import (
     Upstream,
     check_tool_arguments,
 )
+from processors.routes import RouteError
 from processors.routing import RouteTable, Target
 from processors.upstream import STREAM_CONTENT_TYPES, STREAM_READERS, UpstreamResponse, Upstreams
 
@@ -169,14 +172,17 @@ class Outcome:
 
 
 class RequestHandler:
-    def __init__(self, settings: Settings, routes: RouteTable, upstreams: Upstreams) -> None:
+    def __init__(self, settings: Settings, routes: RouteTable, upstreams: Upstreams,
+                 announce: Callable[[str, Target], None] = lambda request_id, target: None) -> None:
         self._settings = settings
+        self._announce = announce  # a target is about to be called (before any of its chunks leave)
         self._routes = routes
         self._upstreams = upstreams
         secret = settings.env.gateway_secret
         self._sealer = secrets.ProviderKeySealer(secret, settings.previous_secrets) if secret else None
         router = settings.config.router
         self._breaker = CircuitBreaker(router.circuit_failures, router.circuit_cooldown_s)
+        self.latency = LatencyStats()
         # Keys and per-kind options come from the environment: read once, not on every call.
         self._credentials = {name: (p.api_key(), p.options()) for name, p in settings.config.providers.items()}
         self._secrets = [s for key, options in self._credentials.values()
@@ -206,49 +212,19 @@ class RequestHandler:
             caller_keys = self._caller_keys(request)
         except Unsupported as exc:
             return self._failed(request, outcome, client_error("", ProviderError("unsupported", str(exc))), None)
-        last: tuple[str, ProviderError] | None = None
-        for model in [request["model"], *request["fallback"]]:
-            target = self._routes.target(model)
-            if target is None or not self._routes.servable(model, frozenset(caller_keys)):
-                last = last or (model, ProviderError("not_found", self._routes.why_not_servable(model)))
-                continue
-            route = (target.provider, target.upstream_model)
-            tries = 0
-            while True:
-                permit = self._breaker.allow(route, time.monotonic())
-                if permit is None:
-                    last = (target.provider, ProviderError(
-                        "server_error", f"circuit open for {target.provider}/{target.upstream_model} after repeated "
-                        f"failures; skipped"))
-                    break
-                remaining = (request["deadline_ms"] - now_ms()) / 1000
-                tries += 1
-                recorded = False
-                try:
-                    if remaining <= 0:
-                        return self._failed(request, outcome, DEADLINE_EXCEEDED, target)
-                    result = await self._attempt(operation, request, target, caller_keys.get(target.provider),
-                                                 remaining, outcome, stream)
-                    if not isinstance(result, ProviderError) or result.kind not in _NOT_ABOUT_THE_ROUTE:
-                        # An answer, even a 400, shows the route is up; only retryable failures count against it.
-                        self._breaker.record(route, not (isinstance(result, ProviderError) and result.retryable),
-                                             time.monotonic())
-                        recorded = True
-                except asyncio.CancelledError:  # the caller went away (RequestCancelled): record what was made
-                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
-                    return self._failed(request, outcome, CLIENT_GONE, target, stream=stream)
-                finally:
-                    if not recorded:  # a half-open trial that decided nothing is given back
-                        self._breaker.release(route, permit)
-                if not isinstance(result, ProviderError):
-                    return self._completed(operation, request, outcome, target, result, stream)
-                last = (target.provider, result)
-                if result.kind in ("bad_request", "content_filter") or (stream and stream.started):
-                    return self._failed(request, outcome, client_error(*last), target, stream=stream)
-                delay = retry_delay_s(self._settings.config.retry, result, tries, remaining)
-                if delay is None:
-                    break
-                await asyncio.sleep(delay)
+        try:
+            chain, last = self._chain(request, frozenset(caller_keys))
+        except RouteError as exc:
+            return self._failed(request, outcome, ClientError(400, "invalid_request_error", "route_cannot_serve",
+                                                              str(exc)), None)
+        i = 0
+        while i < len(chain):
+            hedge = chain[i + 1] if i + 1 < len(chain) and stream is None else None
+            tried = await self._try_target(operation, request, chain[i], hedge, caller_keys, outcome, stream)
+            if isinstance(tried, Outcome):
+                return tried
+            last, hedged = tried
+            i += 2 if hedged else 1
         if last is None:
             error = ClientError(400, "invalid_request_error", "model_not_found", "no model to try")
         elif last[1].kind == "not_found" and last[1].status is None:
@@ -256,6 +232,120 @@ class RequestHandler:
         else:
             error = client_error(*last)
         return self._failed(request, outcome, error, None)
+
+    def _chain(self, request: dict[str, Any], keys: frozenset[str]
+               ) -> tuple[list[Target], tuple[str, ProviderError] | None]:
+        """The targets to try, in order: the model's (a route's, as its strategy orders them), then each
+        fallback's; and why a named one cannot answer, if one cannot."""
+        chain: list[Target] = []
+        last: tuple[str, ProviderError] | None = None
+        now = time.monotonic()
+        for model in [request["model"], *request["fallback"]]:
+            planned = self._routes.plan(model, request, self.latency.median_ms,
+                                        lambda provider, upstream: self._breaker.healthy((provider, upstream), now))
+            if not planned:
+                last = last or (model, ProviderError("not_found", self._routes.why_not_servable(model)))
+            for target in planned:
+                if self._routes.provider_ready(target.provider, keys):
+                    chain.append(target)
+                else:
+                    why = self._routes.why_not_ready(target) if target.route else self._routes.why_not_servable(model)
+                    last = last or (model, ProviderError("not_found", why))
+        return chain, last
+
+    async def _try_target(self, operation: Operation, request: dict[str, Any], target: Target, hedge: Target | None,
+                          keys: dict[str, str], outcome: Outcome, stream: Stream | None
+                          ) -> Outcome | tuple[tuple[str, ProviderError], bool]:
+        """One target, retried by its policy: the Outcome when the request is settled, else the last error
+        and whether the hedge target was raced (and so tried) too."""
+        route = (target.provider, target.upstream_model)
+        policy = target.spec.retry if target.spec and target.spec.retry else self._settings.config.retry
+        tries = 0
+        while True:
+            permit = self._breaker.allow(route, time.monotonic())
+            if permit is None:
+                return (target.provider, ProviderError(
+                    "server_error", f"circuit open for {target.provider}/{target.upstream_model} after repeated "
+                    "failures; skipped")), False
+            remaining = (request["deadline_ms"] - now_ms()) / 1000
+            tries += 1
+            if remaining <= 0:
+                self._breaker.release(route, permit)
+                return self._failed(request, outcome, DEADLINE_EXCEEDED, target)
+            racing = hedge if tries == 1 and target.spec and target.spec.hedge_after_ms else None
+            try:
+                if racing is not None:
+                    answered_by, result = await self._race(operation, request, target, racing, keys, remaining,
+                                                           outcome, permit)
+                else:
+                    answered_by, result = target, await self._guarded(operation, request, target, keys, remaining,
+                                                                      outcome, stream, permit)
+            except asyncio.CancelledError:  # the caller went away (RequestCancelled): record what was made
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                return self._failed(request, outcome, CLIENT_GONE, target, stream=stream)
+            if not isinstance(result, ProviderError):
+                return self._completed(operation, request, outcome, answered_by, result, stream)
+            last = (answered_by.provider, result)
+            if result.kind in ("bad_request", "content_filter") or (stream and stream.started):
+                return self._failed(request, outcome, client_error(*last), answered_by, stream=stream)
+            if racing is not None:
+                return last, True
+            delay = retry_delay_s(policy, result, tries, remaining)
+            if delay is None:
+                return last, False
+            await asyncio.sleep(delay if result.retry_after_s is not None else delay * (0.5 + random.random() / 2))
+
+    async def _guarded(self, operation: Operation, request: dict[str, Any], target: Target, keys: dict[str, str],
+                       remaining_s: float, outcome: Outcome, stream: Stream | None, permit: Permit
+                       ) -> Result | ProviderError:
+        """An attempt under the target's circuit breaker: what it shows of the target is recorded, a trial
+        that decided nothing is given back."""
+        route = (target.provider, target.upstream_model)
+        recorded = False
+        try:
+            result = await self._attempt(operation, request, target, keys.get(target.provider), remaining_s, outcome,
+                                         stream)
+            if not isinstance(result, ProviderError) or result.kind not in _NOT_ABOUT_THE_ROUTE:
+                # An answer, even a 400, shows the route is up; only retryable failures count against it.
+                self._breaker.record(route, not (isinstance(result, ProviderError) and result.retryable),
+                                     time.monotonic())
+                recorded = True
+            return result
+        finally:
+            if not recorded:
+                self._breaker.release(route, permit)
+
+    async def _race(self, operation: Operation, request: dict[str, Any], first: Target, second: Target,
+                    keys: dict[str, str], remaining_s: float, outcome: Outcome, permit: Permit
+                    ) -> tuple[Target, Result | ProviderError]:
+        """A hedged call: the first target alone for `hedge_after_ms`; still unanswered, the second races it
+        and the first answer wins, the other call cancelled (both attempts recorded). Both failing: the
+        first's error."""
+        assert first.spec is not None and first.spec.hedge_after_ms is not None
+        calls = {asyncio.create_task(self._guarded(operation, request, first, keys, remaining_s, outcome, None,
+                                                   permit)): first}
+        done, _ = await asyncio.wait(calls, timeout=first.spec.hedge_after_ms / 1000)
+        second_permit = None if done else self._breaker.allow((second.provider, second.upstream_model),
+                                                               time.monotonic())
+        if second_permit is not None:
+            left = (request["deadline_ms"] - now_ms()) / 1000
+            calls[asyncio.create_task(self._guarded(operation, request, second, keys, left, outcome, None,
+                                                    second_permit))] = second
+        pending = set(calls)
+        failures: dict[Target, ProviderError] = {}
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for call in done:
+                    result = call.result()
+                    if not isinstance(result, ProviderError):
+                        return calls[call], result
+                    failures[calls[call]] = result
+            return (first, failures[first]) if first in failures else next(iter(failures.items()))
+        finally:
+            for call in pending:
+                call.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def from_cache(self, request: dict[str, Any], entry: dict[str, Any], sink: ChunkSink | None
                          ) -> Outcome:
@@ -303,6 +393,7 @@ class RequestHandler:
         remaining_s: float, outcome: Outcome, stream: Stream | None = None,
     ) -> Result | ProviderError:
         """One provider call, as a span of the request's trace."""
+        self._announce(request["request_id"], target)
         with tracing.tracer.start_as_current_span(
                 f"provider {target.provider}", kind=SpanKind.CLIENT,
                 attributes={"gateway.provider": target.provider, "gateway.model": target.model,
@@ -346,7 +437,13 @@ class RequestHandler:
                     raise
                 self._record_attempt(request, target, started_ms, t0, result, outcome)
                 return result
-            response = await self._upstreams.send(target.provider, call, remaining_s)
+            first_byte = target.spec.first_byte_timeout_s if target.spec else None
+            try:
+                response = await self._upstreams.send(target.provider, call, remaining_s, first_byte)
+            except asyncio.CancelledError:  # the caller left, or a hedge won the race: the call is recorded
+                self._record_attempt(request, target, started_ms, t0,
+                                     ProviderError("cancelled", "cancelled before an answer"), outcome)
+                raise
         result: Result | ProviderError
         if not isinstance(response, UpstreamResponse):
             result = response
@@ -398,10 +495,12 @@ class RequestHandler:
         finally:
             response.release()
 
-    @staticmethod
-    def _record_attempt(request: dict[str, Any], target: Target, started_ms: int, t0: float,
+    def _record_attempt(self, request: dict[str, Any], target: Target, started_ms: int, t0: float,
                         result: Result | ProviderError, outcome: Outcome) -> None:
         error = result if isinstance(result, ProviderError) else None
+        duration_ms = (time.perf_counter() - t0) * 1000
+        if error is None:
+            self.latency.record(target.provider, target.upstream_model, duration_ms)
         outcome.attempts.append({
             "attempt_id": str(uuid.uuid4()),
             "request_id": request["request_id"],
@@ -410,12 +509,14 @@ class RequestHandler:
             "model": target.model,
             "provider": target.provider,
             "started_at_ms": started_ms,
-            "duration_ms": (time.perf_counter() - t0) * 1000,
+            "duration_ms": duration_ms,
             "outcome": "error" if error else "ok",
             "status": error.status if error else 200,
             "error_kind": error.kind if error else None,
             "retryable": error.retryable if error else False,
             "error_message": error.message[:500] if error else None,
+            "upstream_model": target.upstream_model,
+            "route": target.route,
         })
 
     def _completed(
@@ -436,6 +537,7 @@ class RequestHandler:
             outcome.reply["ttft_ms"] = ttft
         outcome.usage = self._usage(request, outcome, target.model, target.provider, "ok", None,
                                     operation.tokens(result), cost, latency, ttft)
+        outcome.usage.update(route=target.route, strategy=target.strategy)
         return outcome
 
     def _failed(
@@ -483,4 +585,5 @@ class RequestHandler:
             "operation": "chat" if "messages" in request else "embeddings" if "input" in request else "images",
             "prompt_id": request.get("prompt_id"), "prompt_version": request.get("prompt_version"),
             "team": request.get("team"),
+            "route": outcome.attempts[-1].get("route") if outcome.attempts else None,
         }

@@ -32,13 +32,12 @@ from processors.alerts import AlertSender
 from processors.answered import answered_view
 from processors.cache import policy as cache_policy
 from processors.cache.client import CACHE_HEADER, CacheClient, fill
-from processors.catalog import load_catalog
 from processors.effects import Effects, EffectsLost
 from processors.gatekeeper import RATELIMIT_HEADER, Gatekeeper
 from processors.handler import OPERATIONS, ChunkSink, Outcome, RequestHandler, now_ms
 from processors.identity import Identities
 from processors.offsets import OffsetTracker
-from processors.routing import RouteTable
+from processors.routing import ROUTE_HEADER, Target, follow_routes_file, route_table
 from processors.upstream import Upstreams
 from schemas import codec
 
@@ -77,8 +76,8 @@ class RouterWorker:
         self._stopping = asyncio.Event()
         self._upstreams = Upstreams(settings.config.providers)
         self._cache = CacheClient(settings.config.cache)
-        routes = RouteTable(settings.config, load_catalog(settings.config.catalog))
-        self._handler = RequestHandler(settings, routes, self._upstreams)
+        routes = self._routes = route_table(settings)
+        self._handler = RequestHandler(settings, routes, self._upstreams, self._announce)
         kafka = settings.config.kafka
         self._producer = kafka_clients.producer(settings.bootstrap_servers, kafka=kafka)
         self._audit = kafka_clients.producer(settings.bootstrap_servers, linger_ms=5, kafka=kafka)
@@ -102,6 +101,7 @@ class RouterWorker:
         await self._answered_elsewhere.start()  # before the first request: a redelivered one is recognised
         await kafka_clients.subscribe(self._consumer, [self.settings.topics.requests], _DrainOnRevoke(self))
         committer = asyncio.create_task(self._commit_loop())
+        routes_file = asyncio.create_task(follow_routes_file(self._routes))
         log.info("router consuming %s as %s", self.settings.topics.requests, self._instance_id or "dynamic member")
         try:
             await self._consume()
@@ -110,6 +110,7 @@ class RouterWorker:
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
             committer.cancel()
+            routes_file.cancel()
             await self.commit()
             await self._consumer.stop()
             await self._answered_elsewhere.stop()
@@ -279,6 +280,11 @@ class RouterWorker:
         if outcome.usage is not None:
             outcome.usage.update(cache=looked.status, cache_similarity=looked.similarity)
         return outcome
+
+    def _announce(self, request_id: str, target: Target) -> None:
+        """The route that chose a target travels with the replies, to the x-gateway-route headers."""
+        if target.route is not None:
+            self._effects.carry(request_id, [(ROUTE_HEADER, f"{target.route};{target.strategy}".encode())])
 
     def _cancel(self, request_id: str) -> None:
         task = self._running.get(request_id)

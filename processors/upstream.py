@@ -42,17 +42,18 @@ class Upstreams:
         }
         self._providers = providers
 
-    async def open(self, provider: str, call: HttpCall, timeout_s: float, stream: bool = False
-                   ) -> aiohttp.ClientResponse | ProviderError:
+    async def open(self, provider: str, call: HttpCall, timeout_s: float, stream: bool = False,
+                   first_byte_s: float | None = None) -> aiohttp.ClientResponse | ProviderError:
         """Send a call and wait for the head of its response (the caller reads and releases the body).
 
         Limits, each its own: connecting (`connect_timeout_s`), the first byte (`first_byte_timeout_s`,
-        a retryable timeout), the silence between two reads of a stream (`idle_timeout_s`); the whole
-        call is bounded only by `timeout_s`, what is left of the request's deadline."""
+        a retryable timeout; a route's `first_byte_s` overrides it), the silence between two reads of a
+        stream (`idle_timeout_s`); the whole call is bounded only by `timeout_s`, what is left of the
+        request's deadline."""
         settings = self._providers[provider]
         timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, settings.connect_timeout_s),
                                         sock_read=settings.idle_timeout_s if stream else None)
-        first_byte = settings.first_byte_timeout_s
+        first_byte = first_byte_s or settings.first_byte_timeout_s
         try:
             request = self._sessions[provider].request(
                 call.method, URL(call.url, encoded=True), data=call.body, headers=call.headers, timeout=timeout,
@@ -68,9 +69,10 @@ class Upstreams:
         except aiohttp.ClientError as exc:
             return ProviderError("connection", f"{type(exc).__name__}: {exc}")
 
-    async def send(self, provider: str, call: HttpCall, timeout_s: float) -> UpstreamResponse | ProviderError:
+    async def send(self, provider: str, call: HttpCall, timeout_s: float, first_byte_s: float | None = None
+                   ) -> UpstreamResponse | ProviderError:
         """Send a call and read its whole answer; transport failures come back as ProviderErrors."""
-        response = await self.open(provider, call, timeout_s)
+        response = await self.open(provider, call, timeout_s, first_byte_s=first_byte_s)
         if isinstance(response, ProviderError):
             return response
         try:

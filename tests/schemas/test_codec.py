@@ -32,6 +32,7 @@ def test_a_request_round_trips_with_defaults_filled_in() -> None:
                        "parallel_tool_calls": None, "response_format_json": None, "provider_keys": [],
                        "stream": False, "include_usage": False, "prompt_id": None, "prompt_version": None, "team": None,
                        "cache_mode": None, "cache_ttl_s": None, "cache_threshold": None, "cache_control": None,
+                       "metadata": {},
                        "messages": [{"role": "user", "content": "hi", "name": None, "parts": [], "tool_calls": [],
                                      "tool_call_id": None}]}
 
@@ -39,7 +40,7 @@ def test_a_request_round_trips_with_defaults_filled_in() -> None:
 def test_headers_name_the_event_its_version_and_the_trace() -> None:
     headers = dict(codec.headers("UsageRecorded", "00-trace"))
 
-    assert headers == {"event": b"UsageRecorded", "schema-version": b"6", "traceparent": b"00-trace"}
+    assert headers == {"event": b"UsageRecorded", "schema-version": b"7", "traceparent": b"00-trace"}
 
 
 def test_a_record_of_an_older_version_is_read_with_the_new_fields_defaulted() -> None:
