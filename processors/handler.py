@@ -20,9 +20,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from infra import secrets, tracing
 from infra.config import Settings
 from processors.catalog import ModelInfo, cost_usd, image_cost_usd
-from processors.circuit import CircuitBreaker, Permit
+from processors.circuit import Permit
 from processors.failover import CLIENT_GONE, DEADLINE_EXCEEDED, ClientError, client_error, redact, retry_delay_s
-from processors.health import LatencyStats
+from processors.health import Health
 from processors.providers import ADAPTERS
 from processors.providers.base import (
     ChatResult,
@@ -41,8 +41,8 @@ from processors.routing import RouteTable, Target
 from processors.upstream import STREAM_CONTENT_TYPES, STREAM_READERS, UpstreamResponse, Upstreams
 
 Result = ChatResult | EmbeddingsResult | ImagesResult
-_NOT_ABOUT_THE_ROUTE = ("unsupported", "invalid_request", "cancelled")  # outcomes that say nothing of its health
 ChunkSink = Callable[[dict[str, Any]], Awaitable[None]]
+HEDGE_LOST = "hedge lost"
 
 
 def now_ms() -> int:
@@ -172,7 +172,7 @@ class Outcome:
 
 
 class RequestHandler:
-    def __init__(self, settings: Settings, routes: RouteTable, upstreams: Upstreams,
+    def __init__(self, settings: Settings, routes: RouteTable, upstreams: Upstreams, health: Health,
                  announce: Callable[[str, Target], None] = lambda request_id, target: None) -> None:
         self._settings = settings
         self._announce = announce  # a target is about to be called (before any of its chunks leave)
@@ -180,9 +180,10 @@ class RequestHandler:
         self._upstreams = upstreams
         secret = settings.env.gateway_secret
         self._sealer = secrets.ProviderKeySealer(secret, settings.previous_secrets) if secret else None
-        router = settings.config.router
-        self._breaker = CircuitBreaker(router.circuit_failures, router.circuit_cooldown_s)
-        self.latency = LatencyStats()
+        # Both folded from the attempts topic (processors/health.py): every router's calls, this one's too.
+        self._health = health
+        self._breaker = health.breaker
+        self._latency = health.latency
         # Keys and per-kind options come from the environment: read once, not on every call.
         self._credentials = {name: (p.api_key(), p.options()) for name, p in settings.config.providers.items()}
         self._secrets = [s for key, options in self._credentials.values()
@@ -241,7 +242,7 @@ class RequestHandler:
         last: tuple[str, ProviderError] | None = None
         now = time.monotonic()
         for model in [request["model"], *request["fallback"]]:
-            planned = self._routes.plan(model, request, self.latency.median_ms,
+            planned = self._routes.plan(model, request, self._latency.median_ms,
                                         lambda provider, upstream: self._breaker.healthy((provider, upstream), now))
             if not planned:
                 last = last or (model, ProviderError("not_found", self._routes.why_not_servable(model)))
@@ -298,22 +299,13 @@ class RequestHandler:
     async def _guarded(self, operation: Operation, request: dict[str, Any], target: Target, keys: dict[str, str],
                        remaining_s: float, outcome: Outcome, stream: Stream | None, permit: Permit
                        ) -> Result | ProviderError:
-        """An attempt under the target's circuit breaker: what it shows of the target is recorded, a trial
-        that decided nothing is given back."""
-        route = (target.provider, target.upstream_model)
-        recorded = False
+        """An attempt under the target's circuit breaker (which `_record_attempt` tells at once, and the
+        attempts topic tells every router); a half-open trial is given back when it ends."""
         try:
-            result = await self._attempt(operation, request, target, keys.get(target.provider), remaining_s, outcome,
-                                         stream)
-            if not isinstance(result, ProviderError) or result.kind not in _NOT_ABOUT_THE_ROUTE:
-                # An answer, even a 400, shows the route is up; only retryable failures count against it.
-                self._breaker.record(route, not (isinstance(result, ProviderError) and result.retryable),
-                                     time.monotonic())
-                recorded = True
-            return result
+            return await self._attempt(operation, request, target, keys.get(target.provider), remaining_s, outcome,
+                                       stream)
         finally:
-            if not recorded:
-                self._breaker.release(route, permit)
+            self._breaker.release((target.provider, target.upstream_model), permit)
 
     async def _race(self, operation: Operation, request: dict[str, Any], first: Target, second: Target,
                     keys: dict[str, str], remaining_s: float, outcome: Outcome, permit: Permit
@@ -344,7 +336,7 @@ class RequestHandler:
             return (first, failures[first]) if first in failures else next(iter(failures.items()))
         finally:
             for call in pending:
-                call.cancel()
+                call.cancel(HEDGE_LOST)  # a first-byte timeout at the hedge delay, as the breaker sees it
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def from_cache(self, request: dict[str, Any], entry: dict[str, Any], sink: ChunkSink | None
@@ -440,9 +432,10 @@ class RequestHandler:
             first_byte = target.spec.first_byte_timeout_s if target.spec else None
             try:
                 response = await self._upstreams.send(target.provider, call, remaining_s, first_byte)
-            except asyncio.CancelledError:  # the caller left, or a hedge won the race: the call is recorded
-                self._record_attempt(request, target, started_ms, t0,
-                                     ProviderError("cancelled", "cancelled before an answer"), outcome)
+            except asyncio.CancelledError as exc:  # the caller left, or a hedge won the race: recorded
+                lost = ProviderError("timeout", "no answer by the hedge delay; another target answered") \
+                    if exc.args == (HEDGE_LOST,) else ProviderError("cancelled", "cancelled before an answer")
+                self._record_attempt(request, target, started_ms, t0, lost, outcome)
                 raise
         result: Result | ProviderError
         if not isinstance(response, UpstreamResponse):
@@ -499,8 +492,6 @@ class RequestHandler:
                         result: Result | ProviderError, outcome: Outcome) -> None:
         error = result if isinstance(result, ProviderError) else None
         duration_ms = (time.perf_counter() - t0) * 1000
-        if error is None:
-            self.latency.record(target.provider, target.upstream_model, duration_ms)
         outcome.attempts.append({
             "attempt_id": str(uuid.uuid4()),
             "request_id": request["request_id"],
@@ -518,6 +509,7 @@ class RequestHandler:
             "upstream_model": target.upstream_model,
             "route": target.route,
         })
+        self._health.observe(outcome.attempts[-1], here=True)
 
     def _completed(
         self, operation: Operation, request: dict[str, Any], outcome: Outcome, target: Target, result: Result,

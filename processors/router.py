@@ -35,6 +35,7 @@ from processors.cache.client import CACHE_HEADER, CacheClient, fill
 from processors.effects import Effects, EffectsLost
 from processors.gatekeeper import RATELIMIT_HEADER, Gatekeeper
 from processors.handler import OPERATIONS, ChunkSink, Outcome, RequestHandler, now_ms
+from processors.health import health_view
 from processors.identity import Identities
 from processors.offsets import OffsetTracker
 from processors.routing import ROUTE_HEADER, Target, follow_routes_file, route_table
@@ -77,7 +78,8 @@ class RouterWorker:
         self._upstreams = Upstreams(settings.config.providers)
         self._cache = CacheClient(settings.config.cache)
         routes = self._routes = route_table(settings)
-        self._handler = RequestHandler(settings, routes, self._upstreams, self._announce)
+        self._health = health_view(settings)
+        self._handler = RequestHandler(settings, routes, self._upstreams, self._health.state, self._announce)
         kafka = settings.config.kafka
         self._producer = kafka_clients.producer(settings.bootstrap_servers, kafka=kafka)
         self._audit = kafka_clients.producer(settings.bootstrap_servers, linger_ms=5, kafka=kafka)
@@ -99,6 +101,7 @@ class RouterWorker:
         await self._audit.start()
         await self._consumer.start()
         await self._answered_elsewhere.start()  # before the first request: a redelivered one is recognised
+        await self._health.start()  # and the targets' recent health is known
         await kafka_clients.subscribe(self._consumer, [self.settings.topics.requests], _DrainOnRevoke(self))
         committer = asyncio.create_task(self._commit_loop())
         routes_file = asyncio.create_task(follow_routes_file(self._routes))
@@ -114,6 +117,7 @@ class RouterWorker:
             await self.commit()
             await self._consumer.stop()
             await self._answered_elsewhere.stop()
+            await self._health.stop()
             await self._producer.stop()
             await self._audit.stop()
             await self._upstreams.aclose()
