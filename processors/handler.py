@@ -91,6 +91,14 @@ OPERATIONS = {
 }
 
 
+def _cancelled(exc: asyncio.CancelledError) -> ProviderError:
+    """A call cancelled: a hedge lost counts as a first-byte timeout (at the hedge delay); the caller
+    leaving says nothing of the target."""
+    if exc.args == (HEDGE_LOST,):
+        return ProviderError("timeout", "no answer by the hedge delay; another target answered first")
+    return ProviderError("cancelled", "the caller disconnected")
+
+
 def merge_tool_fragments(fragments: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
     """Consecutive fragments of one tool call (same index) as one: first id and name, arguments joined."""
     merged: list[dict[str, Any]] = []
@@ -107,6 +115,20 @@ def merge_tool_fragments(fragments: list[dict[str, Any]]) -> tuple[dict[str, Any
 
 
 @dataclass
+class _Claim:
+    """Which of two hedged streams sends: the first to have a chunk; `claimed` cancels the other."""
+
+    claimed: Callable[[Stream], None]
+    owner: Stream | None = None
+
+    def take(self, stream: Stream) -> bool:
+        if self.owner is None:
+            self.owner = stream
+            self.claimed(stream)
+        return self.owner is stream
+
+
+@dataclass
 class Stream:
     """One streamed answer on its way out: chunks numbered in order, the text and tool calls they add up
     to, and when the first one left."""
@@ -120,6 +142,7 @@ class Stream:
     tool_calls: dict[int, dict[str, str]] = field(default_factory=dict)
     state: StreamState = field(default_factory=StreamState)  # what the provider reported, this attempt
     deltas: int = 0  # the provider's stream events that carried text or tool-call pieces: about a token each
+    claim: _Claim | None = None  # hedged: the stream that sends a chunk first is the only one that sends
 
     @property
     def started(self) -> bool:
@@ -127,6 +150,8 @@ class Stream:
 
     async def emit(self, target: Target, content: str, tool_calls: tuple[dict[str, Any], ...],
                    finish_reason: str | None = None) -> None:
+        if self.claim is not None and not self.claim.take(self):
+            raise asyncio.CancelledError(HEDGE_LOST)  # the other target's stream started first
         if self.ttft_ms is None:
             self.ttft_ms = float(now_ms() - self.request["received_at_ms"])
         self.content.append(content)
@@ -220,7 +245,7 @@ class RequestHandler:
                                                               str(exc)), None)
         i = 0
         while i < len(chain):
-            hedge = chain[i + 1] if i + 1 < len(chain) and stream is None else None
+            hedge = chain[i + 1] if i + 1 < len(chain) else None
             tried = await self._try_target(operation, request, chain[i], hedge, caller_keys, outcome, stream)
             if isinstance(tried, Outcome):
                 return tried
@@ -276,8 +301,8 @@ class RequestHandler:
             racing = hedge if tries == 1 and target.spec and target.spec.hedge_after_ms else None
             try:
                 if racing is not None:
-                    answered_by, result = await self._race(operation, request, target, racing, keys, remaining,
-                                                           outcome, permit)
+                    answered_by, result, stream = await self._race(operation, request, target, racing, keys,
+                                                                   remaining, outcome, permit, stream)
                 else:
                     answered_by, result = target, await self._guarded(operation, request, target, keys, remaining,
                                                                       outcome, stream, permit)
@@ -308,32 +333,47 @@ class RequestHandler:
             self._breaker.release((target.provider, target.upstream_model), permit)
 
     async def _race(self, operation: Operation, request: dict[str, Any], first: Target, second: Target,
-                    keys: dict[str, str], remaining_s: float, outcome: Outcome, permit: Permit
-                    ) -> tuple[Target, Result | ProviderError]:
-        """A hedged call: the first target alone for `hedge_after_ms`; still unanswered, the second races it
-        and the first answer wins, the other call cancelled (both attempts recorded). Both failing: the
-        first's error."""
+                    keys: dict[str, str], remaining_s: float, outcome: Outcome, permit: Permit, stream: Stream | None
+                    ) -> tuple[Target, Result | ProviderError, Stream | None]:
+        """A hedged call: the first target alone for `hedge_after_ms`; still unanswered, the second races it.
+        The first answer wins (for a stream: the first chunk, which cancels the other at once); the other
+        call is cancelled and recorded. Both failing: the first's error."""
         assert first.spec is not None and first.spec.hedge_after_ms is not None
-        calls = {asyncio.create_task(self._guarded(operation, request, first, keys, remaining_s, outcome, None,
-                                                   permit)): first}
+        racers = [(first, stream), (second, Stream(request, stream.sink) if stream is not None else None)]
+        calls: dict[asyncio.Task[Result | ProviderError], int] = {}
+
+        def claimed(winner: Stream) -> None:
+            for call, i in calls.items():
+                if racers[i][1] is not winner:
+                    call.cancel(HEDGE_LOST)
+
+        claim = _Claim(claimed)
+        for _, racer in racers:
+            if racer is not None:
+                racer.claim = claim
+        calls[asyncio.create_task(self._guarded(operation, request, first, keys, remaining_s, outcome, stream,
+                                                permit))] = 0
         done, _ = await asyncio.wait(calls, timeout=first.spec.hedge_after_ms / 1000)
-        second_permit = None if done else self._breaker.allow((second.provider, second.upstream_model),
-                                                               time.monotonic())
+        second_permit = None if done or claim.owner else self._breaker.allow((second.provider, second.upstream_model),
+                                                                              time.monotonic())
         if second_permit is not None:
             left = (request["deadline_ms"] - now_ms()) / 1000
-            calls[asyncio.create_task(self._guarded(operation, request, second, keys, left, outcome, None,
-                                                    second_permit))] = second
+            calls[asyncio.create_task(self._guarded(operation, request, second, keys, left, outcome, racers[1][1],
+                                                    second_permit))] = 1
         pending = set(calls)
-        failures: dict[Target, ProviderError] = {}
+        failures: dict[int, ProviderError] = {}
         try:
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for call in done:
-                    result = call.result()
-                    if not isinstance(result, ProviderError):
-                        return calls[call], result
+                    if call.cancelled():  # lost the race
+                        continue
+                    result, (target, racer) = call.result(), racers[calls[call]]
+                    if not isinstance(result, ProviderError) or (racer is not None and racer.started):
+                        return target, result, racer
                     failures[calls[call]] = result
-            return (first, failures[first]) if first in failures else next(iter(failures.items()))
+            failed = min(failures)
+            return racers[failed][0], failures[failed], racers[failed][1]
         finally:
             for call in pending:
                 call.cancel(HEDGE_LOST)  # a first-byte timeout at the hedge delay, as the breaker sees it
@@ -423,9 +463,8 @@ class RequestHandler:
             if stream is not None:
                 try:
                     result = await self._stream_call(adapter, call, target, remaining_s, stream)
-                except asyncio.CancelledError:
-                    self._record_attempt(request, target, started_ms, t0,
-                                         ProviderError("cancelled", "the caller disconnected"), outcome)
+                except asyncio.CancelledError as exc:  # the caller left, or the other hedged stream started first
+                    self._record_attempt(request, target, started_ms, t0, _cancelled(exc), outcome)
                     raise
                 self._record_attempt(request, target, started_ms, t0, result, outcome)
                 return result
@@ -433,9 +472,7 @@ class RequestHandler:
             try:
                 response = await self._upstreams.send(target.provider, call, remaining_s, first_byte)
             except asyncio.CancelledError as exc:  # the caller left, or a hedge won the race: recorded
-                lost = ProviderError("timeout", "no answer by the hedge delay; another target answered") \
-                    if exc.args == (HEDGE_LOST,) else ProviderError("cancelled", "cancelled before an answer")
-                self._record_attempt(request, target, started_ms, t0, lost, outcome)
+                self._record_attempt(request, target, started_ms, t0, _cancelled(exc), outcome)
                 raise
         result: Result | ProviderError
         if not isinstance(response, UpstreamResponse):
@@ -453,7 +490,8 @@ class RequestHandler:
     async def _stream_call(self, adapter: Any, call: Any, target: Target, timeout_s: float,
                            stream: Stream) -> ChatResult | ProviderError:
         """Read a provider's stream, sending each delta on as a chunk; the result adds them up."""
-        response = await self._upstreams.open(target.provider, call, timeout_s, stream=True)
+        response = await self._upstreams.open(target.provider, call, timeout_s, stream=True,
+                                              first_byte_s=target.spec.first_byte_timeout_s if target.spec else None)
         if isinstance(response, ProviderError):
             return response
         state = stream.state = StreamState()

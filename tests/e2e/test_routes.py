@@ -134,3 +134,18 @@ def test_a_route_file_change_applies_while_requests_flow_and_a_bad_one_is_refuse
 def test_an_unknown_route_or_a_request_no_target_can_serve_is_a_clear_4xx(routed: Gateway) -> None:
     unknown = _ask(routed, "no-such-route")
     assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "model"
+
+
+def test_a_stalled_stream_is_hedged_and_only_the_winner_streams(routed: Gateway) -> None:
+    started = time.monotonic()
+    raw = _sdk(routed).chat.completions.with_raw_response.create(
+        model="hedged", messages=[{"role": "user", "content": "stream the race"}], stream=True)
+    chunks = list(raw.parse())
+    took = time.monotonic() - started
+
+    assert took < 1.5  # the hedge delay plus the healthy path, not the stall of 3 s
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == \
+        "Hello from the mock! You said: stream the race"
+    attempts = routed.events(routed.topics.attempts, raw.headers["x-request-id"], expect=2)
+    assert sorted((a["upstream_model"], a["error_kind"]) for a in attempts) == [
+        ("gpt-4o-mini", None), ("gpt-4o-stall-3", "timeout")]
