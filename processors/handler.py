@@ -299,10 +299,11 @@ class RequestHandler:
                 self._breaker.release(route, permit)
                 return self._failed(request, outcome, DEADLINE_EXCEEDED, target)
             racing = hedge if tries == 1 and target.spec and target.spec.hedge_after_ms else None
+            raced = False
             try:
                 if racing is not None:
-                    answered_by, result, stream = await self._race(operation, request, target, racing, keys,
-                                                                   remaining, outcome, permit, stream)
+                    answered_by, result, stream, raced = await self._race(operation, request, target, racing, keys,
+                                                                          remaining, outcome, permit, stream)
                 else:
                     answered_by, result = target, await self._guarded(operation, request, target, keys, remaining,
                                                                       outcome, stream, permit)
@@ -314,7 +315,7 @@ class RequestHandler:
             last = (answered_by.provider, result)
             if result.kind in ("bad_request", "content_filter") or (stream and stream.started):
                 return self._failed(request, outcome, client_error(*last), answered_by, stream=stream)
-            if racing is not None:
+            if raced:
                 return last, True
             delay = retry_delay_s(policy, result, tries, remaining)
             if delay is None:
@@ -334,10 +335,11 @@ class RequestHandler:
 
     async def _race(self, operation: Operation, request: dict[str, Any], first: Target, second: Target,
                     keys: dict[str, str], remaining_s: float, outcome: Outcome, permit: Permit, stream: Stream | None
-                    ) -> tuple[Target, Result | ProviderError, Stream | None]:
+                    ) -> tuple[Target, Result | ProviderError, Stream | None, bool]:
         """A hedged call: the first target alone for `hedge_after_ms`; still unanswered, the second races it.
         The first answer wins (for a stream: the first chunk, which cancels the other at once); the other
-        call is cancelled and recorded. Both failing: the first's error."""
+        call is cancelled and recorded. Both failing: the first's error. The last item: whether the second
+        target was called (so that the chain goes on past it)."""
         assert first.spec is not None and first.spec.hedge_after_ms is not None
         racers = [(first, stream), (second, Stream(request, stream.sink) if stream is not None else None)]
         calls: dict[asyncio.Task[Result | ProviderError], int] = {}
@@ -370,10 +372,10 @@ class RequestHandler:
                         continue
                     result, (target, racer) = call.result(), racers[calls[call]]
                     if not isinstance(result, ProviderError) or (racer is not None and racer.started):
-                        return target, result, racer
+                        return target, result, racer, len(calls) > 1
                     failures[calls[call]] = result
             failed = min(failures)
-            return racers[failed][0], failures[failed], racers[failed][1]
+            return racers[failed][0], failures[failed], racers[failed][1], len(calls) > 1
         finally:
             for call in pending:
                 call.cancel(HEDGE_LOST)  # a first-byte timeout at the hedge delay, as the breaker sees it

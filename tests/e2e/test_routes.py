@@ -24,6 +24,9 @@ ROUTES = {"routes": {
     "hedged": {"strategy": "fallback", "hedge_after_ms": 200, "targets": [
         {"provider": "openai", "model": "gpt-4o-stall-3", "name": "stalled", "catalog": "gpt-4o"},
         {"provider": "openai", "model": "gpt-4o-mini", "name": "quick"}]},
+    "hedged-failing": {"strategy": "fallback", "hedge_after_ms": 500, "targets": [
+        {"provider": "openai", "model": "gpt-4o-fail-500", "name": "failing", "catalog": "gpt-4o"},
+        {"provider": "openai", "model": "gpt-4o-mini", "name": "quick"}]},
     "thrifty": {"strategy": "cheapest", "targets": [
         {"provider": "openai", "model": "gpt-4o"}, {"provider": "openai", "model": "gpt-4o-mini"}]},
     "support-bot": {"strategy": "rules", "default": "thrifty", "targets": [
@@ -89,6 +92,11 @@ def test_a_stalled_target_is_hedged_after_the_hedge_delay(routed: Gateway) -> No
     attempts = routed.events(routed.topics.attempts, response.headers["x-request-id"], expect=2)
     assert sorted((a["upstream_model"], a["outcome"], a["error_kind"]) for a in attempts) == [
         ("gpt-4o-mini", "ok", None), ("gpt-4o-stall-3", "error", "timeout")]  # a first-byte timeout, in effect
+
+
+def test_a_target_that_fails_before_the_hedge_delay_falls_over_to_the_next(routed: Gateway) -> None:
+    response = _ask(routed, "hedged-failing", "fail fast")
+    assert response.status_code == 200 and response.headers["x-gateway-target"] == "openai/quick"
 
 
 def test_cheapest_and_rules_pick_what_they_should(routed: Gateway) -> None:

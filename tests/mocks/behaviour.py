@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import random
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,12 +55,21 @@ def failure(model: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+_FIRST_CALL: dict[str, float] = {}
+
+
 async def maybe_stall(model: str) -> None:
-    """`...-stall-<seconds>`; `...-chaos`: 5% of calls stall 3 s (past a first-byte limit)."""
+    """`...-stall-<seconds>`; `...-chaos`: 5% of calls stall 3 s (past a first-byte limit);
+    `...-ms-<a>-then-<b>-after-<n>s`: a ms before answering until n seconds after that model's first call,
+    b ms from then on (a target whose latency changes, for the `fastest` strategy)."""
     if model.endswith("-chaos") and random.random() < 0.05 / 0.80:  # 5% of all calls, of the 80% not failed
         await asyncio.sleep(3.0)
     if stall := re.search(r"-stall-(\d+(?:\.\d+)?)$", model):
         await asyncio.sleep(float(stall.group(1)))
+    if change := re.search(r"-ms-(\d+)-then-(\d+)-after-(\d+)s$", model):
+        first = _FIRST_CALL.setdefault(model, time.monotonic())
+        before, after, seconds = (int(g) for g in change.groups())
+        await asyncio.sleep((before if time.monotonic() - first < seconds else after) / 1000)
 
 
 def _example(schema: dict[str, Any]) -> dict[str, Any]:
