@@ -33,6 +33,10 @@ ROUTES = {"routes": {
     "dead-primary": {"hedge_after_ms": 250, "first_byte_timeout_s": 2, "targets": [
         {"provider": "openai", "model": "gpt-4o-mini-stall-30", "name": "primary", "catalog": "gpt-4o-mini"},
         {"provider": "openai", "model": "gpt-4o-mini", "name": "healthy"}]},
+    "recovering": {"hedge_after_ms": 250, "first_byte_timeout_s": 2, "targets": [
+        {"provider": "openai", "model": "gpt-4o-mini-ms-30000-then-1-after-20s", "name": "primary",
+         "catalog": "gpt-4o-mini"},
+        {"provider": "openai", "model": "gpt-4o-mini", "name": "healthy"}]},
     "chaotic": {"hedge_after_ms": 250, "first_byte_timeout_s": 1, "targets": [
         {"provider": "openai", "model": "gpt-4o-mini-chaos", "name": "primary", "catalog": "gpt-4o-mini"},
         {"provider": "openai", "model": "gpt-4o-mini", "name": "backup"}]},
@@ -96,6 +100,23 @@ def dead_primary(stack: Stack) -> list[str]:
             f"{_p(ms[20:], 50) - base:+.1f} ms against the healthy path.", ""]
 
 
+def recovery(stack: Stack, cooldown_s: float) -> list[str]:
+    """A primary dead for its first 20 s: how long after it recovers the route takes it back."""
+    async def run() -> tuple[float, float | None]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            started = time.monotonic()
+            while time.monotonic() - started < 20 + 2 * cooldown_s:
+                _, _, target = await _ask(session, stack, "recovering", 0)
+                if target.endswith("/primary"):
+                    return started, time.monotonic()
+                await asyncio.sleep(0.2)
+            return started, None
+    started, back = asyncio.run(run())
+    after = f"{back - started - 20:.1f} s after it recovered" if back else "not within two cool-downs"
+    return [f"A primary that stalls for 20 s, then answers: taken back {after} (circuit cool-down {cooldown_s:.0f} s).",
+            ""]
+
+
 def chaos(stack: Stack, n: int) -> list[str]:
     started = time.monotonic()
     results = asyncio.run(_concurrent(stack, "chaotic", n, 32))
@@ -139,6 +160,7 @@ def main() -> None:
         lines = [f"Routing under faults (`python -m bench.routing`), {today}, 1 ingress + 1 router, the OpenAI "
                  "mock", ""]
         lines += dead_primary(stack)
+        lines += recovery(stack, extra["router"]["circuit_cooldown_s"])
         lines += fastest(stack)
         lines += chaos(stack, args.requests)
     report = "\n".join(lines)

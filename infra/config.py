@@ -151,7 +151,14 @@ class RouteSpec(_Strict):
     rules: list[Rule] = Field(default_factory=list)
     default: str | None = Field(None, description="rules: where a request no rule matched goes.")
     retry: Retry | None = Field(None, description="Default: the gateway's `retry`.")
+    retry_same_on: list[Literal["rate_limited", "server_error", "timeout", "connection"]] = Field(
+        default_factory=lambda: ["rate_limited", "server_error", "timeout", "connection"],
+        description="The errors tried again on the same target (up to retry.attempts_per_model); the others "
+                    "move on to the next target at once.")
+    connect_timeout_s: float | None = Field(None, gt=0, description="Per attempt, over the provider's own.")
     first_byte_timeout_s: float | None = Field(None, gt=0, description="Per attempt, over the provider's own.")
+    idle_timeout_s: float | None = Field(None, gt=0, description="Between two chunks, over the provider's own.")
+    deadline_s: float | None = Field(None, gt=0, description="The whole request, if shorter than the caller's.")
     hedge_after_ms: int | None = Field(None, gt=0, description="Without a first byte by then, race the next target.")
     exploration: float = Field(0.1, ge=0, le=1, description="fastest: how often another target is tried first.")
 

@@ -38,7 +38,14 @@ from processors.providers.base import (
 )
 from processors.routes import RouteError
 from processors.routing import RouteTable, Target
-from processors.upstream import STREAM_CONTENT_TYPES, STREAM_READERS, UpstreamResponse, Upstreams
+from processors.upstream import (
+    NO_OVERRIDES,
+    STREAM_CONTENT_TYPES,
+    STREAM_READERS,
+    CallLimits,
+    UpstreamResponse,
+    Upstreams,
+)
 
 Result = ChatResult | EmbeddingsResult | ImagesResult
 ChunkSink = Callable[[dict[str, Any]], Awaitable[None]]
@@ -89,6 +96,19 @@ OPERATIONS = {
         lambda r: Tokens(),
         lambda info, r, request: image_cost_usd(info, len(r.images), request.get("size"), request.get("quality"))),
 }
+
+
+def _deadline_ms(request: dict[str, Any], target: Target) -> int:
+    """The caller's deadline, or the route's `deadline_s` from when the request came, whichever is first."""
+    if target.spec is None or target.spec.deadline_s is None:
+        return int(request["deadline_ms"])
+    return min(int(request["deadline_ms"]), request["received_at_ms"] + int(target.spec.deadline_s * 1000))
+
+
+def _limits(target: Target) -> CallLimits:
+    spec = target.spec
+    return NO_OVERRIDES if spec is None else CallLimits(spec.connect_timeout_s, spec.first_byte_timeout_s,
+                                                        spec.idle_timeout_s)
 
 
 def _cancelled(exc: asyncio.CancelledError) -> ProviderError:
@@ -293,7 +313,7 @@ class RequestHandler:
                 return (target.provider, ProviderError(
                     "server_error", f"circuit open for {target.provider}/{target.upstream_model} after repeated "
                     "failures; skipped")), False
-            remaining = (request["deadline_ms"] - now_ms()) / 1000
+            remaining = (_deadline_ms(request, target) - now_ms()) / 1000
             tries += 1
             if remaining <= 0:
                 self._breaker.release(route, permit)
@@ -317,6 +337,8 @@ class RequestHandler:
                 return self._failed(request, outcome, client_error(*last), answered_by, stream=stream)
             if raced:
                 return last, True
+            if target.spec is not None and result.kind not in target.spec.retry_same_on:
+                return last, False  # this route moves on at once on this error
             delay = retry_delay_s(policy, result, tries, remaining)
             if delay is None:
                 return last, False
@@ -359,7 +381,7 @@ class RequestHandler:
         second_permit = None if done or claim.owner else self._breaker.allow((second.provider, second.upstream_model),
                                                                               time.monotonic())
         if second_permit is not None:
-            left = (request["deadline_ms"] - now_ms()) / 1000
+            left = (_deadline_ms(request, second) - now_ms()) / 1000
             calls[asyncio.create_task(self._guarded(operation, request, second, keys, left, outcome, racers[1][1],
                                                     second_permit))] = 1
         pending = set(calls)
@@ -470,9 +492,8 @@ class RequestHandler:
                     raise
                 self._record_attempt(request, target, started_ms, t0, result, outcome)
                 return result
-            first_byte = target.spec.first_byte_timeout_s if target.spec else None
             try:
-                response = await self._upstreams.send(target.provider, call, remaining_s, first_byte)
+                response = await self._upstreams.send(target.provider, call, remaining_s, _limits(target))
             except asyncio.CancelledError as exc:  # the caller left, or a hedge won the race: recorded
                 self._record_attempt(request, target, started_ms, t0, _cancelled(exc), outcome)
                 raise
@@ -492,8 +513,7 @@ class RequestHandler:
     async def _stream_call(self, adapter: Any, call: Any, target: Target, timeout_s: float,
                            stream: Stream) -> ChatResult | ProviderError:
         """Read a provider's stream, sending each delta on as a chunk; the result adds them up."""
-        response = await self._upstreams.open(target.provider, call, timeout_s, stream=True,
-                                              first_byte_s=target.spec.first_byte_timeout_s if target.spec else None)
+        response = await self._upstreams.open(target.provider, call, timeout_s, stream=True, limits=_limits(target))
         if isinstance(response, ProviderError):
             return response
         state = stream.state = StreamState()

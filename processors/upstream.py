@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -18,6 +19,18 @@ from yarl import URL
 
 from infra.config import Provider
 from processors.providers.base import DONE, HttpCall, ProviderError
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """A route's per-attempt limits, over its provider's own (None: the provider's)."""
+
+    connect_s: float | None = None
+    first_byte_s: float | None = None
+    idle_s: float | None = None
+
+
+NO_OVERRIDES = CallLimits()
 
 
 class UpstreamResponse:
@@ -43,17 +56,18 @@ class Upstreams:
         self._providers = providers
 
     async def open(self, provider: str, call: HttpCall, timeout_s: float, stream: bool = False,
-                   first_byte_s: float | None = None) -> aiohttp.ClientResponse | ProviderError:
+                   limits: CallLimits = NO_OVERRIDES) -> aiohttp.ClientResponse | ProviderError:
         """Send a call and wait for the head of its response (the caller reads and releases the body).
 
         Limits, each its own: connecting (`connect_timeout_s`), the first byte (`first_byte_timeout_s`,
-        a retryable timeout; a route's `first_byte_s` overrides it), the silence between two reads of a
-        stream (`idle_timeout_s`); the whole call is bounded only by `timeout_s`, what is left of the
-        request's deadline."""
+        a retryable timeout), the silence between two reads of a stream (`idle_timeout_s`), each overridden
+        by a route's `limits`; the whole call is bounded only by `timeout_s`, what is left of the request's
+        deadline."""
         settings = self._providers[provider]
-        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, settings.connect_timeout_s),
-                                        sock_read=settings.idle_timeout_s if stream else None)
-        first_byte = first_byte_s or settings.first_byte_timeout_s
+        connect = limits.connect_s or settings.connect_timeout_s
+        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, connect),
+                                        sock_read=(limits.idle_s or settings.idle_timeout_s) if stream else None)
+        first_byte = limits.first_byte_s or settings.first_byte_timeout_s
         try:
             request = self._sessions[provider].request(
                 call.method, URL(call.url, encoded=True), data=call.body, headers=call.headers, timeout=timeout,
@@ -69,10 +83,10 @@ class Upstreams:
         except aiohttp.ClientError as exc:
             return ProviderError("connection", f"{type(exc).__name__}: {exc}")
 
-    async def send(self, provider: str, call: HttpCall, timeout_s: float, first_byte_s: float | None = None
+    async def send(self, provider: str, call: HttpCall, timeout_s: float, limits: CallLimits = NO_OVERRIDES
                    ) -> UpstreamResponse | ProviderError:
         """Send a call and read its whole answer; transport failures come back as ProviderErrors."""
-        response = await self.open(provider, call, timeout_s, first_byte_s=first_byte_s)
+        response = await self.open(provider, call, timeout_s, limits=limits)
         if isinstance(response, ProviderError):
             return response
         try:

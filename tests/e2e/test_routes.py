@@ -27,6 +27,11 @@ ROUTES = {"routes": {
     "hedged-failing": {"strategy": "fallback", "hedge_after_ms": 500, "targets": [
         {"provider": "openai", "model": "gpt-4o-fail-500", "name": "failing", "catalog": "gpt-4o"},
         {"provider": "openai", "model": "gpt-4o-mini", "name": "quick"}]},
+    "impatient": {"deadline_s": 0.5, "targets": [
+        {"provider": "openai", "model": "gpt-4o-stall-3", "name": "slow", "catalog": "gpt-4o"}]},
+    "moves-on": {"retry_same_on": [], "targets": [
+        {"provider": "openai", "model": "gpt-4o-fail-500", "name": "failing", "catalog": "gpt-4o"},
+        {"provider": "openai", "model": "gpt-4o-mini", "name": "next"}]},
     "thrifty": {"strategy": "cheapest", "targets": [
         {"provider": "openai", "model": "gpt-4o"}, {"provider": "openai", "model": "gpt-4o-mini"}]},
     "support-bot": {"strategy": "rules", "default": "thrifty", "targets": [
@@ -97,6 +102,15 @@ def test_a_stalled_target_is_hedged_after_the_hedge_delay(routed: Gateway) -> No
 def test_a_target_that_fails_before_the_hedge_delay_falls_over_to_the_next(routed: Gateway) -> None:
     response = _ask(routed, "hedged-failing", "fail fast")
     assert response.status_code == 200 and response.headers["x-gateway-target"] == "openai/quick"
+
+
+def test_a_routes_deadline_and_which_errors_retry_the_same_target(routed: Gateway) -> None:
+    started = time.monotonic()
+    late = _ask(routed, "impatient")
+    assert late.status_code == 504 and time.monotonic() - started < 1.5
+    moved = _ask(routed, "moves-on")
+    attempts = routed.events(routed.topics.attempts, moved.headers["x-request-id"], expect=2)
+    assert [a["upstream_model"] for a in attempts] == ["gpt-4o-fail-500", "gpt-4o-mini"]  # no second try of it
 
 
 def test_cheapest_and_rules_pick_what_they_should(routed: Gateway) -> None:
