@@ -262,6 +262,14 @@ def main(argv: list[str] | None = None) -> None:
     analytics.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "warning"))
     analytics.set_defaults(func=cmd_analytics)
 
+    _admin_commands(sub)
+    args = parser.parse_args(argv)
+    logs.configure(os.environ.get("GATEWAY_LOG_LEVEL", "WARNING"), os.environ.get("GATEWAY_LOG_FORMAT", "json"))
+    args.func(args)
+
+
+def _admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The cache process and the commands that speak to a running gateway (GATEWAY_URL, GATEWAY_ADMIN_KEY)."""
     cache = sub.add_parser("cache", help="the cache: folds the completions topic, answers routers' lookups "
                                           "(owns the embedded store)")
     cache.add_argument("--host", default="127.0.0.1")
@@ -293,10 +301,6 @@ def main(argv: list[str] | None = None) -> None:
         policy.add_argument("action", choices=["set", "list", "remove"])
         policy.add_argument("spec", nargs="?", help="set: the JSON the admin API takes; remove: the id or name")
         policy.set_defaults(func=cmd_policy)
-
-    args = parser.parse_args(argv)
-    logs.configure(os.environ.get("GATEWAY_LOG_LEVEL", "WARNING"), os.environ.get("GATEWAY_LOG_FORMAT", "json"))
-    args.func(args)
 
 
 if __name__ == "__main__":
