@@ -6,11 +6,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test bench stop clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/python/pyproject.toml sdk/js/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# llama-cpp-python (the local model server) compiles llama.cpp: about 5 minutes the first time.
-	$(BIN)/pip install -q -e '.[dev,local-model]'
+	$(BIN)/pip install -q -e '.[dev,local-model]' -e sdk/python
+	# The JavaScript SDK's build tools (TypeScript); its tests install the packed tarball like a user.
+	cd sdk/js && npm ci --no-audit --no-fund --loglevel=error
 	# The dashboard test drives Debian's chromium through Playwright (Playwright's own download is not used).
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $(STAMP)
