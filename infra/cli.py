@@ -37,11 +37,11 @@ def _uvloop() -> None:
 
 def cmd_kafka(args: argparse.Namespace) -> None:
     if args.action == "start":
-        print(kafka_broker.start())
+        print(kafka_broker.start(count=args.nodes))
     elif args.action == "stop":
-        print("stopped" if kafka_broker.stop() else "not running")
+        print("stopped" if kafka_broker.stop(count=args.nodes) else "not running")
     else:
-        print("running" if kafka_broker.running() else "not running")
+        print("running" if kafka_broker.running(count=args.nodes) else "not running")
 
 
 def cmd_topics(args: argparse.Namespace) -> None:
@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
 
     kafka = sub.add_parser("kafka", help="the local Kafka broker")
     kafka.add_argument("action", choices=["start", "stop", "status"])
+    kafka.add_argument("--nodes", type=int, default=1, choices=[1, 3],
+                       help="3: a local cluster of three combined nodes (topics get three replicas)")
     kafka.set_defaults(func=cmd_kafka)
 
     sub.add_parser("topics", help="create the topics that are missing").set_defaults(func=cmd_topics)

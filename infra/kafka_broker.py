@@ -1,5 +1,7 @@
-"""A real Apache Kafka broker for one machine: jars from Maven Central (via `mvn`), KRaft combined mode
-(broker and controller in one JVM) on loopback, data in a local directory. Start is idempotent."""
+"""A real Apache Kafka on one machine: jars from Maven Central (via `mvn`), KRaft combined mode (broker and
+controller in one JVM) on loopback, data in a local directory. One broker by default; `nodes=3` runs a
+cluster of three combined nodes (each its own ports and data directory, one controller quorum), on which
+topics get three replicas. Start is idempotent; stop and status cover every node."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import socket
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from infra.paths import home
@@ -26,10 +29,34 @@ class BrokerError(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class Node:
+    node_id: int
+    broker_port: int
+    controller_port: int
+    dir: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.broker_port}"
+
+
 def _dir() -> Path:
     path = home() / "kafka"
     path.mkdir(exist_ok=True)
     return path
+
+
+def nodes(count: int = 1) -> list[Node]:
+    """The single broker (19092), or the nodes of the local cluster (19110, 19120, ... with controllers
+    one port above), each in its own directory."""
+    if count == 1:
+        return [Node(1, BROKER_PORT, CONTROLLER_PORT, _dir())]
+    return [Node(i, 19100 + 10 * i, 19101 + 10 * i, _dir() / "cluster" / f"node-{i}") for i in range(1, count + 1)]
+
+
+def bootstrap(count: int = 1) -> str:
+    return ",".join(node.address for node in nodes(count))
 
 
 def lib_dir() -> Path:
@@ -52,26 +79,28 @@ def lib_dir() -> Path:
     return lib
 
 
-def _properties() -> Path:
-    data = _dir() / "data"
-    path = _dir() / "server.properties"
+def _properties(node: Node, cluster: list[Node]) -> Path:
+    node.dir.mkdir(parents=True, exist_ok=True)
+    replicas = min(3, len(cluster))
+    path = node.dir / "server.properties"
     path.write_text("\n".join([
         "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{CONTROLLER_PORT}",
-        f"listeners=PLAINTEXT://127.0.0.1:{BROKER_PORT},CONTROLLER://127.0.0.1:{CONTROLLER_PORT}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{BROKER_PORT}",
+        f"node.id={node.node_id}",
+        "controller.quorum.voters=" + ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in cluster),
+        f"listeners=PLAINTEXT://127.0.0.1:{node.broker_port},CONTROLLER://127.0.0.1:{node.controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.broker_port}",
         "controller.listener.names=CONTROLLER",
         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "inter.broker.listener.name=PLAINTEXT",
-        f"log.dirs={data}",
+        f"log.dirs={node.dir / 'data'}",
         "num.partitions=1",
-        "offsets.topic.replication.factor=1",
+        f"offsets.topic.replication.factor={replicas}",
         "offsets.topic.num.partitions=4",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
+        f"transaction.state.log.replication.factor={replicas}",
+        f"transaction.state.log.min.isr={min(2, replicas)}",
+        f"share.coordinator.state.topic.replication.factor={replicas}",
+        f"share.coordinator.state.topic.min.isr={min(2, replicas)}",
+        f"min.insync.replicas={min(2, replicas)}",
         "group.initial.rebalance.delay.ms=0",
         "auto.create.topics.enable=false",
         "",
@@ -84,61 +113,77 @@ def _java(lib: Path, main: str, *args: str) -> list[str]:
             "-cp", f"{lib}/*", main, *args]
 
 
-def _format(lib: Path, properties: Path) -> None:
-    if (_dir() / "data" / "meta.properties").exists():
+def _format(lib: Path, node: Node, properties: Path, cluster_id: str) -> None:
+    if (node.dir / "data" / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     subprocess.run(_java(lib, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)),
                    check=True, stdout=subprocess.DEVNULL)
 
 
-def _pid() -> int | None:
+def _pid(node: Node) -> int | None:
     try:
-        pid = int((_dir() / "broker.pid").read_text())
+        pid = int((node.dir / "broker.pid").read_text())
         os.kill(pid, 0)
         return pid
     except (OSError, ValueError):
         return None
 
 
-def _answers() -> bool:
+def _answers(node: Node) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", BROKER_PORT), timeout=0.5):
+        with socket.create_connection(("127.0.0.1", node.broker_port), timeout=0.5):
             return True
     except OSError:
         return False
 
 
-def start(timeout_s: float = 90.0) -> str:
-    """Start the broker unless it runs already; return its bootstrap address once it accepts clients."""
-    bootstrap = f"127.0.0.1:{BROKER_PORT}"
-    if _answers():  # ours from an earlier start, or one the user runs on our port: use it
-        return bootstrap
+def _cluster_id(cluster: list[Node]) -> str:
+    """One id for every node of a cluster, kept beside them (a node formatted later joins the same one)."""
+    stamp = cluster[0].dir.parent / "cluster-id" if len(cluster) > 1 else cluster[0].dir / "cluster-id"
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    if not stamp.exists():
+        stamp.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+    return stamp.read_text()
+
+
+def start(timeout_s: float = 90.0, count: int = 1) -> str:
+    """Start the broker (or the `count` nodes) unless running; return the bootstrap address once every
+    node accepts clients."""
+    cluster = nodes(count)
+    if all(_answers(node) for node in cluster):  # ours from an earlier start, or one the user runs there
+        return bootstrap(count)
     if shutil.which("java") is None:
         raise BrokerError("Java 17+ is needed to run the Kafka broker")
     lib = lib_dir()
-    properties = _properties()
-    _format(lib, properties)
-    log = open(_dir() / "broker.log", "ab")
-    process = subprocess.Popen(_java(lib, "kafka.Kafka", str(properties)), stdout=log, stderr=log,
-                               start_new_session=True)
-    (_dir() / "broker.pid").write_text(str(process.pid))
+    cluster_id = _cluster_id(cluster)
+    processes = {}
+    for node in cluster:
+        if _answers(node):
+            continue
+        properties = _properties(node, cluster)
+        _format(lib, node, properties, cluster_id)
+        log = open(node.dir / "broker.log", "ab")
+        processes[node] = subprocess.Popen(_java(lib, "kafka.Kafka", str(properties)), stdout=log, stderr=log,
+                                           start_new_session=True)
+        (node.dir / "broker.pid").write_text(str(processes[node].pid))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BrokerError(f"the Kafka broker exited with {process.returncode}; see {_dir() / 'broker.log'}")
-        if _answers():
-            return bootstrap
+        for node, process in processes.items():
+            if process.poll() is not None:
+                raise BrokerError(f"Kafka node {node.node_id} exited with {process.returncode}; see "
+                                  f"{node.dir / 'broker.log'}")
+        if all(_answers(node) for node in cluster):
+            return bootstrap(count)
         time.sleep(0.2)
-    raise BrokerError(f"the Kafka broker did not answer within {timeout_s:.0f}s; see {_dir() / 'broker.log'}")
+    raise BrokerError(f"Kafka did not answer within {timeout_s:.0f}s; see the broker.log of each node")
 
 
-def stop(timeout_s: float = 30.0) -> bool:
-    """Stop the broker cleanly (SIGTERM, then SIGKILL after `timeout_s`); False if none was running."""
-    pid = _pid()
+def stop_node(node: Node, timeout_s: float = 30.0, kill: bool = False) -> bool:
+    """Stop one node cleanly (SIGTERM, then SIGKILL after `timeout_s`; at once with `kill`)."""
+    pid = _pid(node)
     if pid is None:
         return False
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -148,9 +193,15 @@ def stop(timeout_s: float = 30.0) -> bool:
         time.sleep(0.2)
     else:
         os.kill(pid, signal.SIGKILL)
-    (_dir() / "broker.pid").unlink(missing_ok=True)
+    (node.dir / "broker.pid").unlink(missing_ok=True)
     return True
 
 
-def running() -> bool:
-    return _pid() is not None and _answers()
+def stop(timeout_s: float = 30.0, count: int = 1) -> bool:
+    """Stop the broker (or every node of the cluster); False if none was running."""
+    stopped = [stop_node(node, timeout_s) for node in nodes(count)]
+    return any(stopped)
+
+
+def running(count: int = 1) -> bool:
+    return all(_pid(node) is not None and _answers(node) for node in nodes(count))

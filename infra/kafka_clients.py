@@ -99,21 +99,29 @@ async def _check_sizes(admin: AIOKafkaAdminClient, topics: list[str], wanted: in
                                     "or lower kafka.max_message_bytes")
 
 
-async def ensure_topics(bootstrap: str, names: TopicNames, replication_factor: int = 1,
-                        kafka: Kafka = DEFAULTS, reply_topics: dict[str, int] | None = None) -> list[str]:
+def sized_for(brokers: int) -> tuple[int, dict[str, str]]:
+    """Replicas and settings for a cluster of this many brokers: three copies, two of which must hold a
+    record before it is acknowledged (`acks=all`), where there are three brokers or more; one on one."""
+    replicas = min(3, brokers)
+    return replicas, ({"min.insync.replicas": "2"} if replicas >= 3 else {})
+
+
+async def ensure_topics(bootstrap: str, names: TopicNames, kafka: Kafka = DEFAULTS,
+                        reply_topics: dict[str, int] | None = None) -> list[str]:
     """Create the gateway's topics (and its services' reply topics, with their partition counts) that do not
-    exist yet; returns the names it created."""
+    exist yet, sized for the cluster (`sized_for`); returns the names it created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gateway-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        replicas, durability = sized_for(len((await admin.describe_cluster())["brokers"]))
         wanted = [
-            NewTopic(names.of(spec), spec.partitions, replication_factor,
-                     topic_configs={**spec.config, "max.message.bytes": str(kafka.max_message_bytes)})
+            NewTopic(names.of(spec), spec.partitions, replicas,
+                     topic_configs={**spec.config, **durability, "max.message.bytes": str(kafka.max_message_bytes)})
             for spec in ALL
             if names.of(spec) not in existing
-        ] + [NewTopic(topic, partitions, replication_factor, topic_configs={
-                 "max.message.bytes": str(kafka.max_message_bytes), "retention.ms": str(3600 * 1000)})
+        ] + [NewTopic(topic, partitions, replicas, topic_configs={
+                 **durability, "max.message.bytes": str(kafka.max_message_bytes), "retention.ms": str(3600 * 1000)})
              for topic, partitions in (reply_topics or {}).items() if topic not in existing]
         if wanted:
             try:
