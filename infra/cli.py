@@ -45,8 +45,7 @@ def cmd_kafka(args: argparse.Namespace) -> None:
 
 
 def cmd_topics(args: argparse.Namespace) -> None:
-    settings = _settings(args)
-    created = _create_topics(settings)
+    created = _ensure_topics(_settings(args))
     print("created: " + ", ".join(created) if created else "all topics exist")
 
 
@@ -58,17 +57,25 @@ def _create_topics(settings: config_module.Settings) -> list[str]:
         reply_topics={topic: s.reply_partitions for s in services for topic in s.reply_topics}))
 
 
-def _ensure_topics(settings: config_module.Settings) -> None:
-    """Idempotent: every process makes sure the topics it needs exist before it uses them."""
+def _ensure_topics(settings: config_module.Settings) -> list[str]:
+    """Idempotent: every process makes sure the topics it needs exist before it uses them; Kafka that
+    cannot be reached (or refuses the credentials) is a clear exit naming what to check."""
     try:
         created = _create_topics(settings)
     except KafkaError as exc:
+        kafka = settings.config.kafka
+        if kafka.security_protocol != "PLAINTEXT":
+            sys.exit(f"gateway: cannot connect to Kafka at {settings.bootstrap_servers} over "
+                     f"{kafka.security_protocol} ({type(exc).__name__}: {exc}); check kafka.security_protocol, "
+                     f"kafka.sasl_mechanism, the variables {kafka.sasl_username_env} / {kafka.sasl_password_env} "
+                     "and the TLS files")
         sys.exit(f"gateway: cannot reach Kafka at {settings.bootstrap_servers} ({exc}); "
                  "start it with `gateway kafka start` or set KAFKA_BOOTSTRAP_SERVERS")
     except kafka_clients.TopicTooSmall as exc:
         sys.exit(f"gateway: {exc}")
     if created:
         logging.getLogger("gateway").info("created topics %s", ", ".join(created))
+    return created
 
 
 def cmd_router(args: argparse.Namespace) -> None:

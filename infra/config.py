@@ -324,11 +324,49 @@ class Alerts(_Strict):
 
 
 class Kafka(_Strict):
-    """The size chain: a request body fits a record, a record fits what producers send and topics keep."""
+    """The size chain (a request body fits a record, a record fits what producers send and topics keep),
+    and how every client connects: PLAINTEXT, or TLS and / or SASL to a secured cluster (MSK, Confluent
+    Cloud, Aiven). Secrets only by the name of the variable that holds them."""
 
     max_message_bytes: int = Field(32 << 20, ge=1 << 20, le=96 << 20,
                                    description="Producers' max_request_size and the topics' max.message.bytes.")
     compression: Literal["zstd", "lz4", "gzip", "none"] = "zstd"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username_env: str | None = Field(None, description="The variable holding the SASL user name.")
+    sasl_password_env: str | None = Field(None, description="The variable holding the SASL password.")
+    ssl_cafile: Path | None = Field(None, description="The CA bundle the brokers' certificates are checked with.")
+    ssl_certfile: Path | None = Field(None, description="A client certificate (mutual TLS).")
+    ssl_keyfile: Path | None = Field(None, description="The client certificate's key.")
+    ssl_key_password_env: str | None = Field(None, description="The variable holding the key's password.")
+
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no file {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent_security(self) -> Kafka:
+        sasl = self.security_protocol.startswith("SASL")
+        if sasl and self.sasl_mechanism is None:
+            raise ValueError(f"sasl_mechanism: {self.security_protocol} needs one (PLAIN, SCRAM-SHA-256/512)")
+        if not sasl and (self.sasl_mechanism or self.sasl_username_env or self.sasl_password_env):
+            raise ValueError(f"sasl_mechanism: SASL settings need security_protocol SASL_PLAINTEXT or SASL_SSL, "
+                             f"not {self.security_protocol}")
+        for field in ("sasl_username_env", "sasl_password_env") if sasl else ():
+            variable = getattr(self, field)
+            if not variable:
+                raise ValueError(f"{field}: {self.security_protocol} needs the variable that holds it")
+            if not os.environ.get(variable):
+                raise ValueError(f"{field}: the variable {variable} is not set")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile: a client certificate goes with its ssl_keyfile")
+        if not self.security_protocol.endswith("SSL") and (self.ssl_cafile or self.ssl_certfile):
+            raise ValueError(f"ssl_cafile: TLS files need security_protocol SSL or SASL_SSL, "
+                             f"not {self.security_protocol}")
+        return self
 
 
 class Analytics(_Strict):

@@ -116,8 +116,20 @@ def _java(lib: Path, main: str, *args: str) -> list[str]:
 def _format(lib: Path, node: Node, properties: Path, cluster_id: str) -> None:
     if (node.dir / "data" / "meta.properties").exists():
         return
-    subprocess.run(_java(lib, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)),
-                   check=True, stdout=subprocess.DEVNULL)
+    format_storage(properties, cluster_id)
+
+
+def format_storage(properties: Path, cluster_id: str, *extra: str) -> None:
+    """Format a node's storage (`extra`: more StorageTool arguments, such as `--add-scram` users)."""
+    subprocess.run(_java(lib_dir(), "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties),
+                         *extra), check=True, stdout=subprocess.DEVNULL)
+
+
+def run_node(properties: Path, log: Path) -> subprocess.Popen[bytes]:
+    """One Kafka node of a configuration made elsewhere (a test's secured broker)."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(_java(lib_dir(), "kafka.Kafka", str(properties)), stdout=out, stderr=out,
+                                start_new_session=True)
 
 
 def _pid(node: Node) -> int | None:

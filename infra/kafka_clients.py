@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from infra.config import Kafka
 from schemas.topics import ALL, REPLIES, REQUESTS, TopicNames
@@ -22,6 +25,27 @@ from schemas.topics import ALL, REPLIES, REQUESTS, TopicNames
 log = logging.getLogger(__name__)
 
 DEFAULTS = Kafka()
+
+
+def connection(kafka: Kafka) -> dict[str, Any]:
+    """How every client of every process connects (the `kafka:` settings): the security protocol, a TLS
+    context, SASL credentials read from their variables."""
+    options: dict[str, Any] = {"security_protocol": kafka.security_protocol}
+    if kafka.security_protocol.endswith("SSL"):
+        password = os.environ.get(kafka.ssl_key_password_env) if kafka.ssl_key_password_env else None
+        options["ssl_context"] = create_ssl_context(
+            cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None,
+            certfile=str(kafka.ssl_certfile) if kafka.ssl_certfile else None,
+            keyfile=str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None, password=password)
+    if kafka.security_protocol.startswith("SASL"):
+        options.update(sasl_mechanism=kafka.sasl_mechanism,
+                       sasl_plain_username=os.environ.get(kafka.sasl_username_env or ""),
+                       sasl_plain_password=os.environ.get(kafka.sasl_password_env or ""))
+    return options
+
+
+def admin(bootstrap: str, kafka: Kafka = DEFAULTS, **options: Any) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gateway-admin", **connection(kafka), **options)
 
 
 def producer(bootstrap: str, linger_ms: int = 0, kafka: Kafka = DEFAULTS) -> AIOKafkaProducer:
@@ -36,7 +60,7 @@ def producer(bootstrap: str, linger_ms: int = 0, kafka: Kafka = DEFAULTS) -> AIO
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all", enable_idempotence=False,
         request_timeout_ms=10000, client_id="gateway", max_request_size=kafka.max_message_bytes,
-        compression_type=None if kafka.compression == "none" else kafka.compression,
+        compression_type=None if kafka.compression == "none" else kafka.compression, **connection(kafka),
     )
 
 
@@ -47,7 +71,7 @@ def consumer(bootstrap: str, kafka: Kafka = DEFAULTS, **options: object) -> AIOK
         bootstrap_servers=bootstrap, fetch_min_bytes=1, fetch_max_wait_ms=500,
         max_partition_fetch_bytes=kafka.max_message_bytes + (1 << 20),
         fetch_max_bytes=max(52428800, 2 * kafka.max_message_bytes),
-        enable_auto_commit=False, client_id="gateway", **options,  # type: ignore[arg-type]
+        enable_auto_commit=False, client_id="gateway", **connection(kafka), **options,  # type: ignore[arg-type]
     )
 
 
@@ -110,11 +134,11 @@ async def ensure_topics(bootstrap: str, names: TopicNames, kafka: Kafka = DEFAUL
                         reply_topics: dict[str, int] | None = None) -> list[str]:
     """Create the gateway's topics (and its services' reply topics, with their partition counts) that do not
     exist yet, sized for the cluster (`sized_for`); returns the names it created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gateway-admin")
-    await admin.start()
+    client = admin(bootstrap, kafka)
+    await client.start()
     try:
-        existing = set(await admin.list_topics())
-        replicas, durability = sized_for(len((await admin.describe_cluster())["brokers"]))
+        existing = set(await client.list_topics())
+        replicas, durability = sized_for(len((await client.describe_cluster())["brokers"]))
         wanted = [
             NewTopic(names.of(spec), spec.partitions, replicas,
                      topic_configs={**spec.config, **durability, "max.message.bytes": str(kafka.max_message_bytes)})
@@ -125,10 +149,10 @@ async def ensure_topics(bootstrap: str, names: TopicNames, kafka: Kafka = DEFAUL
              for topic, partitions in (reply_topics or {}).items() if topic not in existing]
         if wanted:
             try:
-                await admin.create_topics(wanted)
+                await client.create_topics(wanted)
             except TopicAlreadyExistsError:
                 log.info("topics created concurrently by another instance")
-        await _check_sizes(admin, [names.of(spec) for spec in (REQUESTS, REPLIES)], kafka.max_message_bytes)
+        await _check_sizes(client, [names.of(spec) for spec in (REQUESTS, REPLIES)], kafka.max_message_bytes)
         return [t.name for t in wanted]
     finally:
-        await admin.close()
+        await client.close()

@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from infra import metrics
+from infra import kafka_clients, metrics
 from infra.config import Settings
 from ingress import openapi
 from ingress.bridge import KafkaBridge
@@ -45,7 +45,7 @@ class RouterProbe:
     async def _check(self) -> bool:
         try:
             if self._admin is None:
-                admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.bootstrap_servers,
+                admin = kafka_clients.admin(self._settings.bootstrap_servers, self._settings.config.kafka,
                                             request_timeout_ms=2000)
                 await admin.start()
                 self._admin = admin

@@ -62,3 +62,28 @@ def test_a_provider_whose_key_variable_is_unset_is_disabled(tmp_path: Path, monk
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-real")
     assert load(write(tmp_path, GOOD)).config.providers["openai"].enabled
+
+
+def test_kafka_security_is_validated_naming_the_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.config import Kafka
+    from infra.kafka_clients import connection
+
+    with pytest.raises(ValueError, match="sasl_mechanism: SASL_SSL needs one"):
+        Kafka(security_protocol="SASL_SSL")
+    with pytest.raises(ValueError, match="sasl_password_env: the variable NO_SUCH_VARIABLE is not set"):
+        Kafka(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256", sasl_username_env="HOME",
+              sasl_password_env="NO_SUCH_VARIABLE")
+    with pytest.raises(ValueError, match="SASL settings need security_protocol"):
+        Kafka(sasl_mechanism="PLAIN")
+    with pytest.raises(ValueError, match="no file"):
+        Kafka(security_protocol="SSL", ssl_cafile=tmp_path / "missing.pem")
+    with pytest.raises(ValueError, match="TLS files need security_protocol"):
+        Kafka(ssl_cafile=Path(__file__))
+
+    monkeypatch.setenv("KAFKA_USER", "gateway")
+    monkeypatch.setenv("KAFKA_PASSWORD", "s3cret")
+    secured = Kafka(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
+                    sasl_username_env="KAFKA_USER", sasl_password_env="KAFKA_PASSWORD")
+    assert connection(secured) == {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+                                   "sasl_plain_username": "gateway", "sasl_plain_password": "s3cret"}
+    assert "s3cret" not in secured.model_dump_json()  # the configuration holds the variable's name only
