@@ -44,8 +44,10 @@ def _leader(bootstrap: str, topic: str) -> kafka_broker.Node:
 Sample = tuple[float, float, int]  # when it started (s into the run), how long it took (ms), its status
 
 
-def _load(stack: Stack, seconds: float, kill_at: float, restart_at: float) -> tuple[list[Sample], float]:
-    """(start offset s, duration ms, status) per request, and when the kill happened."""
+def _load(stack: Stack, seconds: float, kill_at: float | None, restart_at: float = 0.0
+          ) -> tuple[list[Sample], float]:
+    """(start offset s, duration ms, status) per request, and when the kill happened (`kill_at` None: no
+    kill, the baseline)."""
     results: list[Sample] = []
     started = time.monotonic()
     stop = threading.Event()
@@ -69,11 +71,13 @@ def _load(stack: Stack, seconds: float, kill_at: float, restart_at: float) -> tu
     with ThreadPoolExecutor(16) as pool:
         for worker in range(16):
             pool.submit(client, worker)
-        time.sleep(kill_at)
-        kafka_broker.stop_node(_leader(stack.env["KAFKA_BOOTSTRAP_SERVERS"], topics.requests), kill=True)
-        killed = time.monotonic() - started
-        time.sleep(max(0.0, restart_at - killed))
-        kafka_broker.start(timeout_s=180, count=NODES)
+        killed = float("inf")
+        if kill_at is not None:
+            time.sleep(kill_at)
+            kafka_broker.stop_node(_leader(stack.env["KAFKA_BOOTSTRAP_SERVERS"], topics.requests), kill=True)
+            killed = time.monotonic() - started
+            time.sleep(max(0.0, restart_at - killed))
+            kafka_broker.start(timeout_s=180, count=NODES)
         time.sleep(max(0.0, seconds - (time.monotonic() - started)))
         stop.set()
     return results, killed
@@ -86,6 +90,9 @@ def main() -> None:
     today = f"{datetime.date.today():%Y%m%d}"
     parser.add_argument("--out", type=Path, default=HERE / "results" / f"cluster-{today}.md")
     args = parser.parse_args()
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = kafka_broker.start()
+    with running_stack(args.port, args.mock_port) as stack:  # the same load on the single broker, no kill
+        single, _ = _load(stack, 20, None)
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = kafka_broker.start(timeout_s=180, count=NODES)
     with running_stack(args.port, args.mock_port) as stack:
         results, killed = _load(stack, 60, 20, 40)
@@ -109,6 +116,15 @@ def main() -> None:
              f"{np.percentile(before, 50):.1f} / {np.percentile(before, 99):.1f} | "
              f"{np.percentile(around, 50):.1f} / {np.percentile(around, 99):.1f} | "
              f"{np.percentile(after, 50):.1f} / {np.percentile(after, 99):.1f} | {normal:.0f} | {back:.0f} s |"]
+    single_ms = [ms for t, ms, status in single if status == 200 and t >= 2]
+    single_rps = len(single_ms) / 18
+    lines += ["", "The same load on one broker and on the three nodes before the kill (their p50 includes the mock's "
+              "own time, the same in both):", "",
+              "| Kafka | req/s | p50 ms | p99 ms |", "|---|---:|---:|---:|",
+              f"| 1 broker | {single_rps:.0f} | {np.percentile(single_ms, 50):.1f} | "
+              f"{np.percentile(single_ms, 99):.1f} |",
+              f"| 3 nodes, 3 replicas, min.insync 2 | {normal:.0f} | {np.percentile(before, 50):.1f} | "
+              f"{np.percentile(before, 99):.1f} |"]
     report = "\n".join(lines)
     print(report)
     args.out.write_text(report + "\n")

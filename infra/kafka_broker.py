@@ -190,6 +190,20 @@ def start(timeout_s: float = 90.0, count: int = 1) -> str:
     raise BrokerError(f"Kafka did not answer within {timeout_s:.0f}s; see the broker.log of each node")
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process still runs (a child of ours that exited is reaped, not counted as a zombie)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: its parent reaps it
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
 def stop_node(node: Node, timeout_s: float = 30.0, kill: bool = False) -> bool:
     """Stop one node cleanly (SIGTERM, then SIGKILL after `timeout_s`; at once with `kill`)."""
     pid = _pid(node)
@@ -198,11 +212,9 @@ def stop_node(node: Node, timeout_s: float = 30.0, kill: bool = False) -> bool:
     os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
+        if not _alive(pid):
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     else:
         os.kill(pid, signal.SIGKILL)
     (node.dir / "broker.pid").unlink(missing_ok=True)
