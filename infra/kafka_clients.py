@@ -20,7 +20,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
 from infra.config import Kafka
-from schemas.topics import ALL, REPLIES, REQUESTS, TopicNames
+from schemas.topics import ALL, REPLIES, REQUESTS, TopicNames, sized_for
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +121,6 @@ async def _check_sizes(admin: AIOKafkaAdminClient, topics: list[str], wanted: in
                 raise TopicTooSmall(f"topic {topic} keeps records of at most {kept} bytes (max.message.bytes) but "
                                     f"kafka.max_message_bytes is {wanted}: raise the topic's max.message.bytes "
                                     "or lower kafka.max_message_bytes")
-
-
-def sized_for(brokers: int) -> tuple[int, dict[str, str]]:
-    """Replicas and settings for a cluster of this many brokers: three copies, two of which must hold a
-    record before it is acknowledged (`acks=all`), where there are three brokers or more; one on one."""
-    replicas = min(3, brokers)
-    return replicas, ({"min.insync.replicas": "2"} if replicas >= 3 else {})
 
 
 async def ensure_topics(bootstrap: str, names: TopicNames, kafka: Kafka = DEFAULTS,

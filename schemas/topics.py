@@ -25,6 +25,13 @@ def kept(days: float) -> dict[str, str]:
     return {"retention.ms": str(int(days * DAY_MS)), "cleanup.policy": "delete"}
 
 
+def sized_for(brokers: int) -> tuple[int, dict[str, str]]:
+    """Replicas and settings for a cluster of this many brokers: three copies, two of which must hold a
+    record before it is acknowledged (`acks=all`), where there are three brokers or more; one on one."""
+    replicas = min(3, brokers)
+    return replicas, ({"min.insync.replicas": "2"} if replicas >= 3 else {})
+
+
 # State that only its latest value per key matters for (leases, keys, templates, alerts): compacted.
 COMPACTED = {"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)}
 
