@@ -299,10 +299,6 @@ class Cache(_Strict):
     def mode_for(self, model: str) -> CacheMode:
         return self.models.get(model, self.mode)
 
-    @property
-    def enabled(self) -> bool:
-        return self.mode != "off" or any(mode != "off" for mode in self.models.values())
-
 
 class Webhook(_Strict):
     url: str

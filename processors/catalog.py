@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -67,3 +68,23 @@ def image_cost_usd(info: ModelInfo, images: int, size: str | None = None, qualit
     """Images are priced by size and quality where the catalog says so (DALL-E 3 HD at 1792x1024: $0.12)."""
     price = info.image_prices.get(f"{quality or 'standard'}:{size or '1024x1024'}", info.per_image_usd or 0.0)
     return round(price * images, 10)
+
+
+DEFAULT_COMPLETION_TOKENS = 512  # what a request that names no max_tokens is expected to generate
+
+
+def prompt_estimate(request: dict[str, Any]) -> int:
+    """Prompt tokens before the call: four characters a token (the provider's count settles it after)."""
+    chars = sum(len(m.get("content") or "") + sum(len(p.get("text") or "") for p in m.get("parts") or ())
+                for m in request.get("messages") or ())
+    return max(1, chars // 4)
+
+
+def expected_tokens(request: dict[str, Any]) -> tuple[int, int]:
+    """(prompt, completion) tokens expected before the call."""
+    return prompt_estimate(request), request.get("max_tokens") or DEFAULT_COMPLETION_TOKENS
+
+
+def expected_cost_usd(info: ModelInfo, request: dict[str, Any]) -> float:
+    """What a request is expected to cost at this model's prices: a budget's reservation, `cheapest`'s order."""
+    return cost_usd(info, *expected_tokens(request))

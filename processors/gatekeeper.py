@@ -22,8 +22,8 @@ from aiokafka.errors import KafkaError
 from infra import kafka_clients
 from infra.config import Settings
 from infra.log_view import Change, LogView
-from processors.catalog import cost_usd
-from processors.limits import Policies, Refusal, history_start_ms, prompt_estimate
+from processors.catalog import expected_cost_usd
+from processors.limits import Policies, Refusal, history_start_ms
 from processors.offsets import OffsetTracker
 from processors.policies import policies_view
 from processors.routing import route_table
@@ -31,7 +31,6 @@ from schemas import codec
 
 log = logging.getLogger("gateway.gatekeeper")
 RATELIMIT_HEADER = "gateway-ratelimit"  # travels with the request and its reply, to the x-ratelimit-* headers
-DEFAULT_COMPLETION_TOKENS = 512  # what a request that names no max_tokens is expected to cost, for reservations
 
 
 def _now_ms() -> int:
@@ -217,9 +216,7 @@ class Gatekeeper:
 
     def _expected_cost(self, request: dict[str, Any]) -> float:
         target = self._routes.target(request["model"])
-        if target is None or target.info is None:
-            return 0.0
-        return cost_usd(target.info, prompt_estimate(request), request.get("max_tokens") or DEFAULT_COMPLETION_TOKENS)
+        return 0.0 if target is None or target.info is None else expected_cost_usd(target.info, request)
 
     async def _admit(self, headers: Any, payload: bytes) -> list[asyncio.Future[Any]]:
         """Forward or refuse one request; returns the deliveries of what it produced."""

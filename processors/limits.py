@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from infra.config import Budget, Limit
+from processors.catalog import prompt_estimate
 
 
 @dataclass
@@ -109,13 +110,6 @@ def _subject(scope: str, request: dict[str, Any]) -> str | None:
     """The value a policy of this scope counts a request under (None: the policy does not apply)."""
     return {"project": request["project"], "key": request["key_id"], "user": request.get("user"),
             "team": request.get("team"), "model": request["model"]}[scope]
-
-
-def prompt_estimate(request: dict[str, Any]) -> int:
-    """Prompt tokens before the call: four characters a token (the provider's count settles it after)."""
-    chars = sum(len(m.get("content") or "") + sum(len(p.get("text") or "") for p in m.get("parts") or ())
-                for m in request.get("messages") or ())
-    return max(1, chars // 4)
 
 
 class Policies:

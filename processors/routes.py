@@ -35,10 +35,9 @@ import yaml
 from pydantic import ValidationError
 
 from infra.config import RoutesFile, RouteSpec, RouteTarget
-from processors.catalog import ModelInfo, cost_usd
+from processors.catalog import ModelInfo, expected_cost_usd, expected_tokens, prompt_estimate
 
 log = logging.getLogger("gateway.routes")
-DEFAULT_COMPLETION_TOKENS = 512
 _REASONING = re.compile(r"\b(prove|derive|step by step|analy[sz]e|reason|explain why|optimi[sz]e|debug)\b", re.I)
 OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b, "ne": lambda a, b: a != b,
@@ -55,20 +54,13 @@ class RouteError(Exception):
     """A request a route cannot serve (`capability` with no fitting target, a rule loop)."""
 
 
-def prompt_tokens(request: dict[str, Any]) -> int:
-    """Prompt tokens before the call: four characters a token."""
-    chars = sum(len(m.get("content") or "") + sum(len(p.get("text") or "") for p in m.get("parts") or ())
-                for m in request.get("messages") or ())
-    return max(1, chars // 4)
-
-
 def _text(request: dict[str, Any]) -> str:
     return " ".join((m.get("content") or "") for m in request.get("messages") or ())
 
 
 def facts(request: dict[str, Any]) -> dict[str, Any]:
     """What conditions see of a request."""
-    tokens = prompt_tokens(request)
+    tokens = prompt_estimate(request)
     text = _text(request)
     complex_ = tokens > 500 or "```" in text or _REASONING.search(text) is not None
     return {"project": request.get("project"), "team": request.get("team"), "user": request.get("user"),
@@ -115,7 +107,7 @@ def needs(request: dict[str, Any]) -> tuple[set[str], int]:
         wanted.add("vision")
     if request.get("response_format_json"):
         wanted.add("json")
-    return wanted, prompt_tokens(request) + (request.get("max_tokens") or DEFAULT_COMPLETION_TOKENS)
+    return wanted, sum(expected_tokens(request))
 
 
 def fits(info: ModelInfo | None, request: dict[str, Any]) -> bool:
@@ -123,12 +115,6 @@ def fits(info: ModelInfo | None, request: dict[str, Any]) -> bool:
         return True  # not in the catalog: nothing known against it
     wanted, context = needs(request)
     return wanted <= set(info.capabilities) and context <= info.context_window
-
-
-def expected_cost(info: ModelInfo | None, request: dict[str, Any]) -> float:
-    if info is None:
-        return math.inf
-    return cost_usd(info, prompt_tokens(request), request.get("max_tokens") or DEFAULT_COMPLETION_TOKENS)
 
 
 @dataclass(frozen=True)
@@ -153,7 +139,8 @@ def order(name: str, spec: RouteSpec, request: dict[str, Any], catalog: dict[str
             wanted, context = needs(request)
             raise RouteError(f"no target of route {name!r} can serve this request (it needs {', '.join(sorted(wanted))}"
                              f" and a context of {context} tokens)")
-        targets = sorted(fitting or targets, key=lambda ti: expected_cost(ti[1], request))
+        targets = sorted(fitting or targets,
+                         key=lambda ti: math.inf if ti[1] is None else expected_cost_usd(ti[1], request))
     elif spec.strategy == "fastest":
         def median(ti: tuple[RouteTarget, ModelInfo | None]) -> float:
             measured = latency(ti[0].provider, ti[0].model)
