@@ -296,6 +296,16 @@ class Cache(_Strict):
     gateway_url: str = Field("http://127.0.0.1:8080", description="Where `gateway cache` asks for embeddings.")
     gateway_key_env: str = Field("GATEWAY_CACHE_KEY", description="The variable holding the gateway key it uses.")
 
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _yaml_off_per_model(cls, value: Any) -> Any:
+        return {k: "off" if v is False else v for k, v in value.items()} if isinstance(value, dict) else value
+
     def mode_for(self, model: str) -> CacheMode:
         return self.models.get(model, self.mode)
 

@@ -87,3 +87,12 @@ def test_kafka_security_is_validated_naming_the_field(tmp_path: Path, monkeypatc
     assert connection(secured) == {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
                                    "sasl_plain_username": "gateway", "sasl_plain_password": "s3cret"}
     assert "s3cret" not in secured.model_dump_json()  # the configuration holds the variable's name only
+
+
+def test_a_bare_yaml_off_is_the_cache_mode_off() -> None:
+    import yaml
+
+    from infra.config import Cache
+
+    cache = Cache.model_validate(yaml.safe_load("mode: off\nmodels: {gpt-4o: off, gpt-4o-mini: semantic}"))
+    assert (cache.mode, cache.mode_for("gpt-4o"), cache.mode_for("gpt-4o-mini")) == ("off", "off", "semantic")
