@@ -220,6 +220,8 @@ async def create_app(settings: Settings, store: VectorStore | None = None) -> we
         return web.json_response({"entries": await service.entries()})
 
     async def background(app: web.Application) -> Any:
+        if isinstance(service.embedder, LocalEmbedder):  # load the model before the first lookup waits for it
+            await service._embedding("warm up")
         tasks = [asyncio.create_task(service.follow()), asyncio.create_task(service.maintain())]
         tasks[0].add_done_callback(_stop_if_failed)
         yield
