@@ -83,7 +83,7 @@ class AnalyticsSink:
         self.last_insert_at = 0.0
         self._consumer = kafka_clients.consumer(
             settings.bootstrap_servers, settings.config.kafka, group_id=settings.env.gateway_topic_prefix + "analytics",
-            auto_offset_reset="earliest", max_poll_records=analytics.batch_max)
+            auto_offset_reset="earliest", max_poll_records=analytics.batch_max, lag_ms=min(analytics.linger_ms, 500))
 
     async def restore(self) -> None:
         """Remember what the store already holds (a restart must not insert it again)."""
@@ -119,11 +119,14 @@ class AnalyticsSink:
             await self._consumer.stop()
 
     async def _fetch(self) -> list[ConsumerRecord[bytes, bytes]]:
-        """Up to `batch_max` records; waits `linger_ms` for more once the first has come."""
+        """Up to `batch_max` records: once the first has come, whatever else comes within `linger_ms` (each
+        insert has a fixed cost in parts and merges, so few large ones are far cheaper than many small)."""
         first = await self._consumer.getmany(timeout_ms=1000, max_records=self._batch_max)
         records = [r for rs in first.values() for r in rs]
-        if records and len(records) < self._batch_max and self._linger_ms:
-            more = await self._consumer.getmany(timeout_ms=self._linger_ms, max_records=self._batch_max - len(records))
+        deadline = time.monotonic() + self._linger_ms / 1000
+        while records and len(records) < self._batch_max and (left := deadline - time.monotonic()) > 0:
+            more = await self._consumer.getmany(timeout_ms=int(left * 1000) + 1,
+                                                max_records=self._batch_max - len(records))
             records += [r for rs in more.values() for r in rs]
         return records
 

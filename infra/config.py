@@ -381,7 +381,7 @@ class Analytics(_Strict):
     url: str = Field("http://127.0.0.1:8090", description="Where the ingress reaches the query API.")
     path: Path | None = Field(None, description="The chDB directory; default GATEWAY_HOME/analytics.")
     batch_max: int = Field(20000, ge=1, description="Most events in one insert.")
-    linger_ms: int = Field(200, ge=0, description="How long a batch may wait to fill.")
+    linger_ms: int = Field(1000, ge=0, description="How long a batch gathers events before its insert.")
     dedup_window_h: float = Field(48, gt=0, description="How far back the sink remembers ids it inserted.")
 
 

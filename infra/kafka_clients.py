@@ -64,11 +64,14 @@ def producer(bootstrap: str, linger_ms: int = 0, kafka: Kafka = DEFAULTS) -> AIO
     )
 
 
-def consumer(bootstrap: str, kafka: Kafka = DEFAULTS, **options: object) -> AIOKafkaConsumer:
-    """fetch_min_bytes=1: the broker answers a fetch the moment one record is there. A partition fetch
-    holds the largest record a producer may send (a smaller one makes getmany raise RecordTooLargeError)."""
+def consumer(bootstrap: str, kafka: Kafka = DEFAULTS, lag_ms: int = 0, **options: object) -> AIOKafkaConsumer:
+    """lag_ms 0 (the default): the broker answers a fetch the moment one record is there. A reader that may
+    trail the topic by `lag_ms` (a view, a sink) lets the broker hold each fetch that long (or until a
+    megabyte is there), so it fetches at most 1000/lag_ms times a second however busy the topic: on the
+    request path every fetch answered costs both sides a wake-up. A partition fetch holds the largest
+    record a producer may send (a smaller one makes getmany raise RecordTooLargeError)."""
     return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, fetch_min_bytes=1, fetch_max_wait_ms=500,
+        bootstrap_servers=bootstrap, fetch_min_bytes=1 << 20 if lag_ms else 1, fetch_max_wait_ms=lag_ms or 500,
         max_partition_fetch_bytes=kafka.max_message_bytes + (1 << 20),
         fetch_max_bytes=max(52428800, 2 * kafka.max_message_bytes),
         enable_auto_commit=False, client_id="gateway", **connection(kafka), **options,  # type: ignore[arg-type]

@@ -44,10 +44,14 @@ Fold = Callable[[S, Change], None]
 
 class LogView(Generic[S]):
     def __init__(self, bootstrap: str, topic: str, fold: Fold[S], state: S,
-                 kafka: Kafka = kafka_clients.DEFAULTS, since_ms: int | None = None, decode: bool = True) -> None:
+                 kafka: Kafka = kafka_clients.DEFAULTS, since_ms: int | None = None, decode: bool = True,
+                 lag_ms: int = 0) -> None:
         """`since_ms`: restore from the records written since then, not from the beginning (a view of
-        recent events on a topic that keeps days). `decode=False`: the fold needs key and headers only."""
+        recent events on a topic that keeps days). `decode=False`: the fold needs key and headers only.
+        `lag_ms`: the view may trail the topic by that long (it then costs a few fetches a second instead of
+        one per record; see `kafka_clients.consumer`)."""
         self.state = state
+        self._lag_ms = lag_ms
         self._since_ms = since_ms
         self._decode = decode
         self._bootstrap = bootstrap
@@ -62,7 +66,7 @@ class LogView(Generic[S]):
 
     async def start(self) -> None:
         """Restore: read the topic from its beginning to its current end, then follow it."""
-        self._consumer = kafka_clients.consumer(self._bootstrap, self._kafka)
+        self._consumer = kafka_clients.consumer(self._bootstrap, self._kafka, lag_ms=self._lag_ms)
         self._producer = kafka_clients.producer(self._bootstrap, kafka=self._kafka)
         await self._consumer.start()
         await self._producer.start()

@@ -6,7 +6,8 @@ committed, or a rebalance outran the drain) skips it instead of calling the prov
 The view holds the ids of the last `router.answered_window_s` (restored from that far back at start):
 a request redelivered later than that has long passed its deadline and is answered as expired, without
 an upstream call. It reads keys and headers only (the usage event carries its request id in the
-`request-id` header), so following every router's usage costs little.
+`request-id` header) and trails the topic by up to 100 ms (a few fetches a second, however busy), so
+following every router's usage costs little.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from infra.config import Settings
 from infra.log_view import Change, LogView
 
 REQUEST_ID_HEADER = "request-id"
+VIEW_LAG_MS = 100  # a request comes back to a router only after a rebalance, seconds after its answer
 
 
 class AnsweredIds:
@@ -46,4 +48,5 @@ def fold_answered(answered: AnsweredIds, change: Change) -> None:
 def answered_view(settings: Settings) -> LogView[AnsweredIds]:
     window_ms = int(settings.config.router.answered_window_s * 1000)
     return LogView(settings.bootstrap_servers, settings.topics.usage, fold_answered, AnsweredIds(window_ms),
-                   settings.config.kafka, since_ms=time.time_ns() // 1_000_000 - window_ms, decode=False)
+                   settings.config.kafka, since_ms=time.time_ns() // 1_000_000 - window_ms, decode=False,
+                   lag_ms=VIEW_LAG_MS)
