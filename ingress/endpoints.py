@@ -74,9 +74,7 @@ class Endpoints:
     def endpoint(self, body_type: type[bodies.Body], event_name: str, capability: str, render: Render) -> Handler:
         async def handler(request: Request) -> Response:
             incoming = request.headers.get("traceparent")
-            with tracing.tracer.start_as_current_span(
-                    f"{request.method} {request.url.path}", context=tracing.parent(incoming),
-                    kind=SpanKind.SERVER) as span:
+            with tracing.span(f"{request.method} {request.url.path}", SpanKind.SERVER, incoming) as span:
                 traceparent = tracing.traceparent(span) or _traceparent(incoming)
                 return await self._respond(request, traceparent, body_type, event_name, capability, render)
         return handler

@@ -450,10 +450,9 @@ class RequestHandler:
     ) -> Result | ProviderError:
         """One provider call, as a span of the request's trace."""
         self._announce(request["request_id"], target)
-        with tracing.tracer.start_as_current_span(
-                f"provider {target.provider}", kind=SpanKind.CLIENT,
-                attributes={"gateway.provider": target.provider, "gateway.model": target.model,
-                            "gateway.attempt": len(outcome.attempts) + 1}) as span:
+        with tracing.span(f"provider {target.provider}", SpanKind.CLIENT, None,
+                          {"gateway.provider": target.provider, "gateway.model": target.model,
+                           "gateway.attempt": len(outcome.attempts) + 1}) as span:
             result = await self._call(operation, request, target, caller_key, remaining_s, outcome, stream)
             if isinstance(result, ProviderError):
                 span.set_status(Status(StatusCode.ERROR, result.kind))

@@ -256,9 +256,8 @@ class RouterWorker:
             return self._handler.expired(request)
         outcome = Outcome()
         try:
-            with tracing.tracer.start_as_current_span(
-                    "router.handle", context=tracing.parent(traceparent), kind=SpanKind.CONSUMER,
-                    attributes={"gateway.request_id": request_id, "gateway.model": request["model"]}):
+            with tracing.span("router.handle", SpanKind.CONSUMER, traceparent,
+                              {"gateway.request_id": request_id, "gateway.model": request["model"]}):
                 return await self._handle(event, request, outcome, send_chunk)
         except asyncio.CancelledError:  # cancelled between provider calls: nothing more to record
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
