@@ -118,6 +118,7 @@ class Policies:
         self.budgets: dict[str, Budget] = {budget.name: budget for budget in budgets}
         self.buckets: dict[tuple[str, str, str, str], Bucket] = {}
         self.ledgers: dict[tuple[str, str, str], Ledger] = {}  # (budget name, project, period)
+        self.since_ms: dict[str, int] = {}  # a budget set through the admin API counts usage from then on
 
     def forget(self) -> None:
         """Drop what was counted (the policies stay): the owner rebuilds it from the log."""
@@ -206,12 +207,15 @@ class Policies:
         else:
             self.limits[limit_id] = limit
 
-    def set_budget(self, name: str, budget: Budget | None) -> None:
-        """A budget added, changed (its spend so far is kept) or removed (None)."""
+    def set_budget(self, name: str, budget: Budget | None, since_ms: int = 0) -> None:
+        """A budget added (counting the usage recorded from `since_ms` on, whether it is settled live or
+        restored after a restart), changed (its spend so far is kept) or removed (None)."""
         if budget is None:
             self.budgets.pop(name, None)
+            self.since_ms.pop(name, None)
         else:
             self.budgets[name] = budget
+            self.since_ms.setdefault(name, since_ms)
 
     def ledger(self, budget: Budget, project: str, at_ms: int) -> Ledger:
         return self.ledgers.setdefault((budget.name, project, period_of(budget, at_ms)), Ledger())
@@ -229,9 +233,9 @@ class Policies:
                 bucket.level -= usage["completion_tokens"]
         crossed = []
         for budget in self.budgets.values():
-            if self._applies(budget, subject_request) is None:
-                continue
             at_ms = usage["recorded_at_ms"]
+            if self._applies(budget, subject_request) is None or at_ms < self.since_ms.get(budget.name, 0):
+                continue
             period = period_of(budget, at_ms)
             ledger = self.ledgers.setdefault((budget.name, usage["project"], period), Ledger())
             ledger.reserved.pop(usage["request_id"], None)

@@ -24,7 +24,8 @@ def fold_policy(policies: Policies, change: Change) -> None:
     if record["kind"] == "limit":
         policies.set_limit(record["id"], Limit.model_validate(spec) if spec else None)
     elif record["kind"] == "budget":
-        policies.set_budget(record["id"], Budget.model_validate(spec) if spec else None)
+        policies.set_budget(record["id"], Budget.model_validate(spec) if spec else None,
+                            record["counts_from_ms"] or record["changed_at_ms"])
 
 
 def policies_view(settings: Settings, policies: Policies) -> LogView[Policies]:
@@ -33,6 +34,8 @@ def policies_view(settings: Settings, policies: Policies) -> LogView[Policies]:
 
 
 async def publish(view: LogView[Policies], kind: str, policy_id: str, spec: dict[str, Any] | None) -> None:
+    now_ms = time.time_ns() // 1_000_000
+    counts_from_ms = view.state.since_ms.get(policy_id, now_ms) if kind == "budget" and spec is not None else None
     await view.publish(f"{kind}:{policy_id}".encode(), EVENT, {
         "kind": kind, "id": policy_id, "spec_json": orjson.dumps(spec).decode() if spec is not None else None,
-        "changed_at_ms": time.time_ns() // 1_000_000})
+        "changed_at_ms": now_ms, "counts_from_ms": counts_from_ms})

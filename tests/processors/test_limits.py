@@ -93,3 +93,19 @@ def test_a_rolling_budget_needs_a_window_and_only_it_has_one() -> None:
         Budget(name="r", usd=1.0, period="rolling")
     with pytest.raises(ValueError, match="only a rolling budget"):
         Budget(name="r", usd=1.0, period="day", window_hours=24)
+
+
+def test_a_budget_set_later_counts_usage_from_its_setting_on_live_and_restored_alike() -> None:
+    budget = Budget(name="later", project="p", usd=1.0, period="rolling", window_hours=1)
+    for settled_before_it_came in (True, False):  # live: settled before the budget came; restored: after
+        policies = Policies([], [])
+        if settled_before_it_came:
+            policies.settle({**usage(1, 0.9), "recorded_at_ms": NOW_MS - 10}, 0.0)
+        policies.set_budget("later", budget, since_ms=NOW_MS)
+        if not settled_before_it_came:
+            policies.settle({**usage(1, 0.9), "recorded_at_ms": NOW_MS - 10}, 0.0)
+        assert policies.admit(request(2), 0.0, 0.0, NOW_MS + 5) is None  # the earlier 0.9 is not counted
+        policies.settle({**usage(3, 1.0), "recorded_at_ms": NOW_MS + 5}, 0.0)
+        assert policies.admit(request(4), 0.0, 0.0, NOW_MS + 6).code == "budget_exceeded"  # type: ignore[union-attr]
+        policies.set_budget("later", budget.model_copy(update={"usd": 2.0}), since_ms=NOW_MS + 6)
+        assert policies.since_ms["later"] == NOW_MS  # a change keeps what it counts from
