@@ -1,8 +1,11 @@
-"""Added latency and throughput of the gateway, Kafka in the path, against the same mock called directly.
+"""Added latency and throughput of the gateway, Kafka in the path, against the same mock called directly
+and against the Kafka floor.
 
 Starts the Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the OpenAI mock, one router and one
 ingress on fresh topics; then runs wrk (closed loop) at each concurrency level against the mock
-directly and through the gateway, alternating, and prints one table. Needs `wrk` (Debian package).
+directly and through the gateway, alternating, and `../shared/kafka-floor/floor.py` (the two Kafka hops
+alone, aiokafka, same broker, same connections) right after, and prints one table with the ratio
+gateway / floor and the CPU each process spent per request. Needs `wrk` (Debian package).
 
     python -m bench.overhead [--levels 1,16,64] [--duration 10] [--reps 1]
 """
@@ -14,12 +17,15 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
-from bench.stack import KEY, MOCK_KEY, running_stack
+from bench.stack import KEY, MOCK_KEY, Stack, running_stack
 
 HERE = Path(__file__).resolve().parent
+FLOOR = HERE.parent.parent / "shared" / "kafka-floor" / "floor.py"
+TICKS = os.sysconf("SC_CLK_TCK")
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 32}
 
 
@@ -38,6 +44,31 @@ def _wrk(url: str, headers: dict[str, str], connections: int, duration: int, wor
         "p50": result["p50_us"] / 1000, "p99": result["p99_us"] / 1000,
         "errors": result["errors"] + result["non2xx"],
     }
+
+
+def _floor(bootstrap: str, connections: int, duration: int) -> dict[str, float] | None:
+    """The two Kafka hops alone at this many connections (None when ../shared/kafka-floor is not there)."""
+    if not FLOOR.exists():
+        return None
+    done = subprocess.run([sys.executable, str(FLOOR), "--bootstrap", bootstrap, "--client", "aiokafka",
+                           "--conns", str(connections), "--seconds", str(duration), "--json"],
+                          check=True, capture_output=True, text=True)
+    row = json.loads(done.stdout.strip().splitlines()[-1])[0]
+    return {"rps": float(row["rps"]), "p50": float(row["p50_ms"]), "p99": float(row["p99_ms"])}
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def _gateway_run(url: str, headers: dict[str, str], level: int, duration: int, stack: Stack) -> dict[str, float]:
+    """wrk through the gateway, with the CPU milliseconds each of its processes spent per request."""
+    before = {name: _cpu_s(pid) for name, pid in stack.pids.items()}
+    run = _wrk(url, headers, level, duration, stack.workdir)
+    requests = max(1.0, run["rps"] * duration)
+    return {**run, **{f"cpu_{name}": (_cpu_s(pid) - before[name]) * 1000 / requests
+                      for name, pid in stack.pids.items()}}
 
 
 def main() -> None:
@@ -64,22 +95,34 @@ def main() -> None:
         }
         for url, headers in targets.values():  # warm-up: connections and lazy imports
             _wrk(url, headers, 16, 3, stack.workdir)
+        bootstrap = stack.env["KAFKA_BOOTSTRAP_SERVERS"]
         for level in [int(n) for n in args.levels.split(",")]:
             for rep in range(args.reps):
-                runs = {name: _wrk(url, headers, level, args.duration, stack.workdir)
-                        for name, (url, headers) in targets.items()}
-                rows.append((level, rep + 1, runs["direct"], runs["gateway"]))
+                direct = _wrk(*targets["direct"], level, args.duration, stack.workdir)
+                gateway = _gateway_run(*targets["gateway"], level, args.duration, stack)
+                rows.append((level, rep + 1, direct, gateway, _floor(bootstrap, level, args.duration)))
+    _print(rows, args.duration)
 
-    print(f"\nGateway overhead, Kafka in the path ({os.cpu_count()} cores; wrk -t1; {args.duration}s per run)\n")
-    print("| conns | rep | direct rps | direct p50 | direct p99 | gateway rps | gateway p50 | gateway p99 "
-          "| added p50 | added p99 | errors |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for level, rep, direct, gw in rows:
-        print(f"| {level} | {rep} | {direct['rps']:.0f} | {direct['p50']:.2f} | {direct['p99']:.2f} "
+
+def _print(rows: list[tuple[int, int, dict[str, float], dict[str, float], dict[str, float] | None]],
+           duration: int) -> None:
+    print(f"\nGateway overhead, Kafka in the path ({os.cpu_count()} cores; wrk -t1; {duration}s per run)\n")
+    print("| conns | rep | direct rps | direct p50 | gateway rps | gateway p50 | gateway p99 | added p50 | added p99 "
+          "| floor rps | floor p50 / p99 | added p50 / floor p50 | gateway / floor rps | CPU ms/req router, ingress "
+          "| errors |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for level, rep, direct, gw, floor in rows:
+        added_p50 = gw["p50"] - direct["p50"]
+        floor_cells = (f"{floor['rps']:.0f} | {floor['p50']:.2f} / {floor['p99']:.2f} "
+                       f"| {added_p50 / floor['p50']:.1f} | {gw['rps'] / floor['rps']:.2f}"
+                       if floor else "- | - | - | -")
+        print(f"| {level} | {rep} | {direct['rps']:.0f} | {direct['p50']:.2f} "
               f"| {gw['rps']:.0f} | {gw['p50']:.2f} | {gw['p99']:.2f} "
-              f"| {gw['p50'] - direct['p50']:.2f} | {gw['p99'] - direct['p99']:.2f} "
-              f"| {int(direct['errors'] + gw['errors'])} |")
-    print("\nlatencies in ms; added = gateway minus direct in the same run")
+              f"| {added_p50:.2f} | {gw['p99'] - direct['p99']:.2f} | {floor_cells} "
+              f"| {gw['cpu_router']:.2f}, {gw['cpu_ingress']:.2f} | {int(direct['errors'] + gw['errors'])} |")
+    print("\nlatencies in ms; added = gateway minus direct in the same run; floor = ../shared/kafka-floor/floor.py "
+          "(the two Kafka hops alone, aiokafka) on the same broker right after" +
+          ("" if FLOOR.exists() else f" — not run: {FLOOR} is not there"))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ class Stack:
     mock: str  # base URL of the mock, ending in /v1
     workdir: Path
     env: dict[str, str]
+    pids: dict[str, int]  # the router's and the ingress's, by name
 
 
 def _wait_http(url: str, timeout_s: float = 60) -> None:
@@ -75,7 +76,7 @@ def running_stack(port: int, mock_port: int, models: dict[str, dict[str, str]] |
     try:
         gateway = f"http://127.0.0.1:{port}"
         _wait_http(gateway + "/ready")
-        yield Stack(gateway, mock, workdir, env)
+        yield Stack(gateway, mock, workdir, env, {"router": processes[1].pid, "ingress": processes[2].pid})
     finally:
         for process in reversed(processes):
             process.send_signal(signal.SIGTERM)
