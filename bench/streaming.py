@@ -1,14 +1,20 @@
 """Time to first token and time to last token added by the gateway (Kafka in the path) to a stream of
-64 tokens from the OpenAI mock, against the same mock called directly, at 1 and 16 concurrent streams.
+64 tokens from the OpenAI mock, against the same mock called directly, at 1 and 16 concurrent streams;
+with `--at-once`, each level's streams all start together (the shape of real LLM traffic: many open
+streams, a token every `--delay-ms`), and the CPU and resident memory of the router and the ingress
+are printed.
 
     python -m bench.streaming [--levels 1,16] [--streams 300] [--tokens 64]
+    python -m bench.streaming --levels 1000,2000 --at-once --delay-ms 20
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -59,11 +65,14 @@ def main() -> None:
     parser.add_argument("--levels", default="1,16")
     parser.add_argument("--streams", type=int, default=300)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--delay-ms", type=int, default=0, help="the mock's time between tokens")
+    parser.add_argument("--at-once", action="store_true", help="start each level's streams together")
     parser.add_argument("--mock-port", type=int, default=18180)
     parser.add_argument("--port", type=int, default=18088)
     args = parser.parse_args()
-    upstream_model = f"gpt-4o-mini-tokens-{args.tokens}"
+    upstream_model = f"gpt-4o-mini-tokens-{args.tokens}" + (f"-delay-{args.delay_ms}ms" if args.delay_ms else "")
     rows = []
+    used: list[tuple[int, dict[str, tuple[float, float]]]] = []
     with running_stack(args.port, args.mock_port, {"bench-stream": {"provider": "openai",
                                                                     "upstream_model": upstream_model}}) as stack:
         targets = {"direct": (stack.mock + "/chat/completions", MOCK_KEY, upstream_model),
@@ -71,10 +80,30 @@ def main() -> None:
         for url, key, model in targets.values():  # warm-up
             uvloop.run(_level(url, key, model, 50, 8))
         for level in [int(n) for n in args.levels.split(",")]:
-            runs = {name: uvloop.run(_level(url, key, model, args.streams, level))
-                    for name, (url, key, model) in targets.items()}
+            streams = level if args.at_once else args.streams
+            runs = {}
+            for name, (url, key, model) in targets.items():
+                before = {process: _usage(pid) for process, pid in stack.pids.items()}
+                runs[name] = uvloop.run(_level(url, key, model, streams, level))
+                if name == "gateway":
+                    used.append((level, {process: (_usage(pid)[0] - before[process][0], _usage(pid)[1])
+                                         for process, pid in stack.pids.items()}))
             rows.append((level, runs))
-    print(f"\nStreaming, {args.tokens} tokens per stream, {args.streams} streams per level, Kafka in the path\n")
+    _print(rows, used, args)
+
+
+def _usage(pid: int) -> tuple[float, float]:
+    """(CPU seconds so far, resident MiB now) of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu, int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _print(rows: list[tuple[int, dict[str, tuple[list[float], list[float]]]]],
+           used: list[tuple[int, dict[str, tuple[float, float]]]], args: argparse.Namespace) -> None:
+    per_level = "each level's streams at once" if args.at_once else f"{args.streams} streams per level"
+    delay = f", {args.delay_ms} ms between tokens" if args.delay_ms else ""
+    print(f"\nStreaming, {args.tokens} tokens per stream{delay}, {per_level}, Kafka in the path\n")
     print("| streams | direct TTFT p50 / p99 | gateway TTFT p50 / p99 | added TTFT p50 / p99 "
           "| direct TTLT p50 | gateway TTLT p50 | added TTLT p50 / p99 |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
@@ -84,7 +113,12 @@ def main() -> None:
               f"| {_pct(gft, .5) - _pct(dft, .5):.2f} / {_pct(gft, .99) - _pct(dft, .99):.2f} "
               f"| {_pct(dlt, .5):.2f} | {_pct(glt, .5):.2f} "
               f"| {_pct(glt, .5) - _pct(dlt, .5):.2f} / {_pct(glt, .99) - _pct(dlt, .99):.2f} |")
-    print("\nms; TTFT = time to the first content chunk, TTLT = time to data: [DONE]")
+    print("\nms; TTFT = time to the first content chunk, TTLT = time to data: [DONE]\n")
+    print("| streams | router CPU s / RSS MiB after | ingress CPU s / RSS MiB after |")
+    print("|---:|---:|---:|")
+    for level, processes in used:
+        print(f"| {level} | {processes['router'][0]:.1f} / {processes['router'][1]:.0f} "
+              f"| {processes['ingress'][0]:.1f} / {processes['ingress'][1]:.0f} |")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ def producer(bootstrap: str, linger_ms: int = 0, kafka: Kafka = DEFAULTS) -> AIO
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all", enable_idempotence=False,
         request_timeout_ms=10000, client_id="gateway", max_request_size=kafka.max_message_bytes,
+        max_batch_size=1 << 20,
         compression_type=None if kafka.compression == "none" else kafka.compression, **connection(kafka),
     )
 

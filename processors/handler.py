@@ -406,7 +406,7 @@ class RequestHandler:
     async def from_cache(self, request: dict[str, Any], entry: dict[str, Any], sink: ChunkSink | None
                          ) -> Outcome:
         """Answer with a cached reply: nothing is called or spent (the usage says what it saved); a stream
-        replays it in the chunks a live one would have (a word each, the tool calls, the finish reason)."""
+        replays it as a live one would come (a word at a time, the tool calls, the finish reason)."""
         cached = orjson.loads(entry["response_json"])
         target = Target(cached["model"], cached["provider"], cached["model"], None)
         stream = Stream(request, sink) if sink is not None and request.get("stream") else None

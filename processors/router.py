@@ -32,6 +32,7 @@ from processors.alerts import AlertSender
 from processors.answered import answered_view
 from processors.cache import policy as cache_policy
 from processors.cache.client import CACHE_HEADER, CacheClient, fill
+from processors.chunks import ChunkCoalescer
 from processors.effects import Effects, EffectsLost
 from processors.gatekeeper import RATELIMIT_HEADER, Gatekeeper
 from processors.handler import OPERATIONS, ChunkSink, Outcome, RequestHandler, now_ms
@@ -244,12 +245,16 @@ class RouterWorker:
 
     async def _outcome(self, event: str, request: dict[str, Any], traceparent: str | None) -> Outcome:
         request_id = request["request_id"]
-        chunks: list[asyncio.Future[Any]] = []
-        self._chunks[request_id] = chunks
+        chunks = ChunkCoalescer(lambda chunk: self._effects.chunk(request, chunk, traceparent))
+        self._chunks[request_id] = chunks.sent
+        try:
+            return await self._outcome_of(event, request, traceparent, chunks.add)
+        finally:
+            await chunks.flush()  # before the reply: whatever the stream holds leaves first
 
-        async def send_chunk(chunk: dict[str, Any]) -> None:
-            chunks.append(await self._effects.chunk(request, chunk, traceparent))
-
+    async def _outcome_of(self, event: str, request: dict[str, Any], traceparent: str | None, send_chunk: ChunkSink
+                          ) -> Outcome:
+        request_id = request["request_id"]
         cancelled_before = request_id in self._cancelled
         if cancelled_before or request["deadline_ms"] <= now_ms():
             self._cancelled.pop(request_id, None)

@@ -171,7 +171,8 @@ def test_a_hit_streams_in_the_chunk_format_of_a_live_answer(cached: Gateway) -> 
     assert stream.headers["x-gateway-cache"] == "hit"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == \
         f"Hello from the mock! You said: {text}"
-    assert len(chunks) > 3 and chunks[-1].choices[0].finish_reason == "stop"
+    # Word by word, as a live answer; words that come while one is in flight leave together.
+    assert len(chunks) >= 2 and chunks[-1].choices[0].finish_reason == "stop"
 
 
 def test_bad_cache_options_are_a_400_naming_them(cached: Gateway) -> None:
