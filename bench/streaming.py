@@ -72,7 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     upstream_model = f"gpt-4o-mini-tokens-{args.tokens}" + (f"-delay-{args.delay_ms}ms" if args.delay_ms else "")
     rows = []
-    used: list[tuple[int, dict[str, tuple[float, float]]]] = []
+    used: list[tuple[int, dict[str, tuple[float, float, float]]]] = []
     with running_stack(args.port, args.mock_port, {"bench-stream": {"provider": "openai",
                                                                     "upstream_model": upstream_model}}) as stack:
         targets = {"direct": (stack.mock + "/chat/completions", MOCK_KEY, upstream_model),
@@ -86,8 +86,8 @@ def main() -> None:
                 before = {process: _usage(pid) for process, pid in stack.pids.items()}
                 runs[name] = uvloop.run(_level(url, key, model, streams, level))
                 if name == "gateway":
-                    used.append((level, {process: (_usage(pid)[0] - before[process][0], _usage(pid)[1])
-                                         for process, pid in stack.pids.items()}))
+                    used.append((level, {process: (_usage(pid)[0] - before[process][0], before[process][1],
+                                                   _usage(pid)[1]) for process, pid in stack.pids.items()}))
             rows.append((level, runs))
     _print(rows, used, args)
 
@@ -100,7 +100,7 @@ def _usage(pid: int) -> tuple[float, float]:
 
 
 def _print(rows: list[tuple[int, dict[str, tuple[list[float], list[float]]]]],
-           used: list[tuple[int, dict[str, tuple[float, float]]]], args: argparse.Namespace) -> None:
+           used: list[tuple[int, dict[str, tuple[float, float, float]]]], args: argparse.Namespace) -> None:
     per_level = "each level's streams at once" if args.at_once else f"{args.streams} streams per level"
     delay = f", {args.delay_ms} ms between tokens" if args.delay_ms else ""
     print(f"\nStreaming, {args.tokens} tokens per stream{delay}, {per_level}, Kafka in the path\n")
@@ -114,11 +114,12 @@ def _print(rows: list[tuple[int, dict[str, tuple[list[float], list[float]]]]],
               f"| {_pct(dlt, .5):.2f} | {_pct(glt, .5):.2f} "
               f"| {_pct(glt, .5) - _pct(dlt, .5):.2f} / {_pct(glt, .99) - _pct(dlt, .99):.2f} |")
     print("\nms; TTFT = time to the first content chunk, TTLT = time to data: [DONE]\n")
-    print("| streams | router CPU s / RSS MiB after | ingress CPU s / RSS MiB after |")
-    print("|---:|---:|---:|")
+    print("| streams | router CPU s | router RSS MiB before → after | ingress CPU s | ingress RSS MiB before → after |")
+    print("|---:|---:|---:|---:|---:|")
     for level, processes in used:
-        print(f"| {level} | {processes['router'][0]:.1f} / {processes['router'][1]:.0f} "
-              f"| {processes['ingress'][0]:.1f} / {processes['ingress'][1]:.0f} |")
+        cells = [f"{cpu:.1f} | {before:.0f} → {after:.0f}" for cpu, before, after in
+                 (processes["router"], processes["ingress"])]
+        print(f"| {level} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

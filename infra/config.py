@@ -66,6 +66,9 @@ class Provider(_Strict):
     idle_timeout_s: float = Field(60.0, gt=0, description="Longest silence between two reads of an answer or "
                                   "stream; the whole call is bounded by the request's deadline only.")
     max_connections: int = Field(4096, ge=1)
+    keepalive_s: float = Field(4.0, gt=0, description="How long an idle connection is kept for reuse: under the "
+                               "5 s after which uvicorn (vLLM, most Python servers) and Node close one, so a "
+                               "burst never meets connections the server has already closed.")
     api_version: str | None = Field(None, description="Azure OpenAI's api-version.")
     auth: Literal["key", "entra"] = Field("key", description="Azure: api-key header, or an Entra ID bearer token.")
     region: str | None = Field(None, description="Bedrock's AWS region.")

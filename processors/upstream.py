@@ -48,7 +48,7 @@ class Upstreams:
     def __init__(self, providers: dict[str, Provider]) -> None:
         self._sessions = {
             name: aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=p.max_connections, keepalive_timeout=30),
+                connector=aiohttp.TCPConnector(limit=p.max_connections, keepalive_timeout=p.keepalive_s),
                 trust_env=False,
             )
             for name, p in providers.items()
