@@ -21,11 +21,10 @@ import sys
 import uuid
 from pathlib import Path
 
-from bench.stack import KEY, MOCK_KEY, Stack, running_stack
+from bench.stack import KEY, MOCK_KEY, Stack, process_usage, running_stack
 
 HERE = Path(__file__).resolve().parent
 FLOOR = HERE.parent.parent / "shared" / "kafka-floor" / "floor.py"
-TICKS = os.sysconf("SC_CLK_TCK")
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 32}
 
 
@@ -57,17 +56,12 @@ def _floor(bootstrap: str, connections: int, duration: int) -> dict[str, float] 
     return {"rps": float(row["rps"]), "p50": float(row["p50_ms"]), "p99": float(row["p99_ms"])}
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
 def _gateway_run(url: str, headers: dict[str, str], level: int, duration: int, stack: Stack) -> dict[str, float]:
     """wrk through the gateway, with the CPU milliseconds each of its processes spent per request."""
-    before = {name: _cpu_s(pid) for name, pid in stack.pids.items()}
+    before = {name: process_usage(pid)[0] for name, pid in stack.pids.items()}
     run = _wrk(url, headers, level, duration, stack.workdir)
     requests = max(1.0, run["rps"] * duration)
-    return {**run, **{f"cpu_{name}": (_cpu_s(pid) - before[name]) * 1000 / requests
+    return {**run, **{f"cpu_{name}": (process_usage(pid)[0] - before[name]) * 1000 / requests
                       for name, pid in stack.pids.items()}}
 
 

@@ -35,6 +35,13 @@ class Stack:
     pids: dict[str, int]  # the router's and the ingress's, by name
 
 
+def process_usage(pid: int) -> tuple[float, float]:
+    """(CPU seconds so far, user and system, resident MiB now) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu, int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def _wait_http(url: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

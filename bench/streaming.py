@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
-from pathlib import Path
 
 import aiohttp
 import orjson
 import uvloop
 
-from bench.stack import KEY, MOCK_KEY, running_stack
+from bench.stack import KEY, MOCK_KEY, process_usage, running_stack
 
 
 async def _one(session: aiohttp.ClientSession, url: str, key: str, model: str) -> tuple[float, float]:
@@ -83,20 +81,13 @@ def main() -> None:
             streams = level if args.at_once else args.streams
             runs = {}
             for name, (url, key, model) in targets.items():
-                before = {process: _usage(pid) for process, pid in stack.pids.items()}
+                before = {process: process_usage(pid) for process, pid in stack.pids.items()}
                 runs[name] = uvloop.run(_level(url, key, model, streams, level))
                 if name == "gateway":
-                    used.append((level, {process: (_usage(pid)[0] - before[process][0], before[process][1],
-                                                   _usage(pid)[1]) for process, pid in stack.pids.items()}))
+                    used.append((level, {process: (process_usage(pid)[0] - before[process][0], before[process][1],
+                                                   process_usage(pid)[1]) for process, pid in stack.pids.items()}))
             rows.append((level, runs))
     _print(rows, used, args)
-
-
-def _usage(pid: int) -> tuple[float, float]:
-    """(CPU seconds so far, resident MiB now) of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return cpu, int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _print(rows: list[tuple[int, dict[str, tuple[list[float], list[float]]]]],

@@ -65,6 +65,9 @@ def producer(bootstrap: str, linger_ms: int = 0, kafka: Kafka = DEFAULTS) -> AIO
     )
 
 
+TRAILING_MS = 100  # how far a reader that may trail a busy topic (a view, a settlement) lets the broker hold it
+
+
 def consumer(bootstrap: str, kafka: Kafka = DEFAULTS, lag_ms: int = 0, **options: object) -> AIOKafkaConsumer:
     """lag_ms 0 (the default): the broker answers a fetch the moment one record is there. A reader that may
     trail the topic by `lag_ms` (a view, a sink) lets the broker hold each fetch that long (or until a

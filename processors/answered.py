@@ -15,11 +15,11 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
+from infra import kafka_clients
 from infra.config import Settings
 from infra.log_view import Change, LogView
 
 REQUEST_ID_HEADER = "request-id"
-VIEW_LAG_MS = 100  # a request comes back to a router only after a rebalance, seconds after its answer
 
 
 class AnsweredIds:
@@ -49,4 +49,4 @@ def answered_view(settings: Settings) -> LogView[AnsweredIds]:
     window_ms = int(settings.config.router.answered_window_s * 1000)
     return LogView(settings.bootstrap_servers, settings.topics.usage, fold_answered, AnsweredIds(window_ms),
                    settings.config.kafka, since_ms=time.time_ns() // 1_000_000 - window_ms, decode=False,
-                   lag_ms=VIEW_LAG_MS)
+                   lag_ms=kafka_clients.TRAILING_MS)

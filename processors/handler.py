@@ -150,13 +150,13 @@ class _Claim:
 
 @dataclass
 class Stream:
-    """One streamed answer on its way out: chunks numbered in order, the text and tool calls they add up
-    to, and when the first one left."""
+    """One streamed answer on its way out: its pieces in order (the sink numbers the records it makes of
+    them), the text and tool calls they add up to, and when the first one left."""
 
     request: dict[str, Any]
     sink: ChunkSink
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    seq: int = 0
+    emitted: int = 0  # pieces handed to the sink (which numbers the records it makes of them)
     ttft_ms: float | None = None
     content: list[str] = field(default_factory=list)
     tool_calls: dict[int, dict[str, str]] = field(default_factory=dict)
@@ -166,7 +166,7 @@ class Stream:
 
     @property
     def started(self) -> bool:
-        return self.seq > 0
+        return self.emitted > 0
 
     async def emit(self, target: Target, content: str, tool_calls: tuple[dict[str, Any], ...],
                    finish_reason: str | None = None) -> None:
@@ -182,12 +182,12 @@ class Stream:
             call["arguments"] += delta.get("arguments") or ""
         await self.sink({
             "request_id": self.request["request_id"], "project": self.request["project"], "run_id": self.run_id,
-            "seq": self.seq, "model": target.model, "provider": target.provider, "content": content,
+            "model": target.model, "provider": target.provider, "content": content,
             "tool_calls": [{"index": d["index"], "id": d.get("id"), "name": d.get("name"),
                             "arguments": d.get("arguments")} for d in tool_calls],
             "finish_reason": finish_reason,
         })
-        self.seq += 1
+        self.emitted += 1
 
     def generated_tokens(self) -> int:
         """Completion tokens as the provider reported them, else the provider's text-bearing events (servers

@@ -12,13 +12,13 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra import kafka_clients
 from infra.config import Settings
 from infra.log_view import Change, LogView
 from processors.circuit import CircuitBreaker
 
 WINDOW = 20  # the last calls a median is taken over: it follows a change within about half of them
 HISTORY_S = 300
-VIEW_LAG_MS = 100  # the other routers' attempts arrive in batches, up to this late; a router's own count at once
 NOT_ABOUT_THE_TARGET = ("unsupported", "invalid_request", "cancelled")  # outcomes that say nothing of its health
 
 
@@ -70,4 +70,4 @@ def health_view(settings: Settings) -> LogView[Health]:
     router = settings.config.router
     return LogView(settings.bootstrap_servers, settings.topics.attempts, fold_attempt,
                    Health(CircuitBreaker(router.circuit_failures, router.circuit_cooldown_s)), settings.config.kafka,
-                   since_ms=time.time_ns() // 1_000_000 - HISTORY_S * 1000, lag_ms=VIEW_LAG_MS)
+                   since_ms=time.time_ns() // 1_000_000 - HISTORY_S * 1000, lag_ms=kafka_clients.TRAILING_MS)

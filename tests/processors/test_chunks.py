@@ -11,7 +11,7 @@ from processors.chunks import ChunkCoalescer
 
 
 def piece(text: str, finish: str | None = None, calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"request_id": "r1", "run_id": "run", "seq": 99, "content": text, "tool_calls": calls or [],
+    return {"request_id": "r1", "run_id": "run", "content": text, "tool_calls": calls or [],
             "finish_reason": finish}
 
 
