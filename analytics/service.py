@@ -19,7 +19,7 @@ from starlette.responses import Response
 from analytics import api, dashboard
 from analytics.sink import AnalyticsSink
 from analytics.store import Store
-from infra import metrics
+from infra import heap, metrics
 from infra.config import Settings
 from infra.paths import home
 from ingress.errors import install
@@ -47,6 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
             log.info("analytics migrations applied: %s", ", ".join(applied))
         task = asyncio.create_task(sink.run(replay="0001_requests_and_attempts" in applied))
         task.add_done_callback(_stop_on_failure)
+        heap.serving()
         try:
             yield
         finally:

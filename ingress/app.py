@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from infra import heap
 from infra.config import Settings
 from ingress import admin, analytics_proxy, openapi, operations
 from ingress.bridge import KafkaBridge
@@ -45,6 +46,7 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
         await bridge.start()
         analytics_client.append(httpx.AsyncClient(timeout=httpx.Timeout(120, connect=2)))
         routes_file = asyncio.create_task(follow_routes_file(routes))
+        heap.serving()
         try:
             yield
         finally:

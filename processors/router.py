@@ -24,7 +24,7 @@ from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from opentelemetry.trace import SpanKind
 
-from infra import kafka_clients, logs, metrics, tracing
+from infra import heap, kafka_clients, logs, metrics, tracing
 from infra.config import Settings
 from infra.secrets import SIGNATURE_HEADER
 from processors.admission import Admission
@@ -107,6 +107,7 @@ class RouterWorker:
         committer = asyncio.create_task(self._commit_loop())
         routes_file = asyncio.create_task(follow_routes_file(self._routes))
         log.info("router consuming %s as %s", self.settings.topics.requests, self._instance_id or "dynamic member")
+        heap.serving()
         try:
             await self._consume()
         finally:

@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 from aiohttp import web
 
-from infra import kafka_clients, paths
+from infra import heap, kafka_clients, paths
 from infra.config import Cache, Settings
 from processors.cache.policy import compatible
 from processors.cache.store import ClientStore, EdgeStore, VectorStore
@@ -224,6 +224,7 @@ async def create_app(settings: Settings, store: VectorStore | None = None) -> we
             await service._embedding("warm up")
         tasks = [asyncio.create_task(service.follow()), asyncio.create_task(service.maintain())]
         tasks[0].add_done_callback(_stop_if_failed)
+        heap.serving()
         yield
         for task in tasks:
             task.cancel()
