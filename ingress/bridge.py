@@ -131,7 +131,8 @@ class KafkaBridge:
         assert self._producer is not None, "submit() before start()"
         try:
             await self._produce(event, request, traceparent)
-            return await asyncio.wait_for(waiter, timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for: the reply resumes this task directly
+                return await waiter
         except TimeoutError:
             return None
         finally:

@@ -4,6 +4,7 @@ answer from its reply events, as JSON or as a stream. Served on the hot path (`h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -113,10 +114,10 @@ class Endpoints:
             raise KAFKA_DOWN from exc
         finished = [False]
         try:
-            try:
-                first: tuple[str, dict[str, Any]] | None = await asyncio.wait_for(queue.get(), wait_s)
-            except TimeoutError:
-                first = None
+            first: tuple[str, dict[str, Any]] | None = None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):  # not wait_for, which runs queue.get() as a task of its own
+                    first = await queue.get()
             if (error := failure(first, event, wait_s)) is not None:
                 finished[0] = first is not None
                 raise error

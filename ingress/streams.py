@@ -115,7 +115,6 @@ class NativeRenderer:
 async def events(first: Reply, queue: asyncio.Queue[Reply], deadline: float, renderer: Renderer,
                  finished: list[bool]) -> AsyncIterator[bytes]:
     """The SSE body from the first chunk to the end; sets finished[0] once the stream ended on its own."""
-    loop = asyncio.get_running_loop()
     name, record = first
     run_id = record.get("run_id")
     while True:
@@ -134,7 +133,8 @@ async def events(first: Reply, queue: asyncio.Queue[Reply], deadline: float, ren
                 yield line
             break
         try:
-            name, record = await asyncio.wait_for(queue.get(), max(deadline - loop.time(), 0.001))
+            async with asyncio.timeout_at(deadline):
+                name, record = await queue.get()
         except TimeoutError:
             for line in renderer.error(_error("api_error", "deadline_exceeded", "the request's deadline passed")):
                 yield line
