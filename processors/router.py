@@ -75,6 +75,7 @@ class RouterWorker:
         self._abandoned: set[asyncio.Task[None]] = set()
         self._cancelled: OrderedDict[str, None] = OrderedDict()  # cancels that came before their request
         self._answered: OrderedDict[str, None] = OrderedDict()  # recent answers: a record written twice runs once
+        self._emitting: set[str] = set()  # answered, its effects on their way to Kafka (slow while a leader moves)
         self._stopping = asyncio.Event()
         self._upstreams = Upstreams(settings.config.providers)
         self._cache = CacheClient(settings.config.cache)
@@ -212,7 +213,7 @@ class RouterWorker:
             await self._effects.refuse(request, self._handler.refused(request, why), why)
             self.offsets.done(tp, record.offset)
             return
-        if request_id in self._running or request_id in self._answered \
+        if request_id in self._running or request_id in self._emitting or request_id in self._answered \
                 or request_id in self._answered_elsewhere.state:
             log.warning("request %s at %s@%d is already running or answered; not running it twice",
                         request_id, tp, record.offset)
@@ -231,10 +232,12 @@ class RouterWorker:
         if task in self._abandoned:  # revoked past the drain time: the partition's next owner answers it
             self._abandoned.discard(task)  # type: ignore[arg-type]
             return
+        self._emitting.add(request_id)  # no await since it left _running: a copy fetched meanwhile is not run
         try:
             await self._effects.emit(request, outcome, traceparent, self._chunks.pop(request_id, []))
         finally:
             self._effects.forget(request_id)
+            self._emitting.discard(request_id)
         self.offsets.done(tp, record.offset)
         for attempt in outcome.attempts:
             metrics.record_attempt(attempt)
