@@ -117,6 +117,7 @@ async def events(first: Reply, queue: asyncio.Queue[Reply], deadline: float, ren
     """The SSE body from the first chunk to the end; sets finished[0] once the stream ended on its own."""
     name, record = first
     run_id = record.get("run_id")
+    seen = -1  # the last chunk's number: a chunk sent again after a transient error may be on Kafka twice
     while True:
         if name == "ResponseChunk":
             if record["run_id"] != run_id:
@@ -124,8 +125,10 @@ async def events(first: Reply, queue: asyncio.Queue[Reply], deadline: float, ren
                                                   "the stream was interrupted by a router restart; retry")):
                     yield line
                 break
-            for line in renderer.chunk(record):
-                yield line
+            if record["seq"] > seen:
+                seen = record["seq"]
+                for line in renderer.chunk(record):
+                    yield line
         else:
             lines = renderer.end(record) if name == "ResponseCompleted" else renderer.error(
                 _error(record["error_type"], record["code"], record["message"]))

@@ -51,6 +51,7 @@ class Effects:
         self._known_topics: set[str] = {settings.topics.replies}
         self._budget_s = settings.config.router.effects_retry_s
         self._carried: dict[str, dict[str, bytes]] = {}
+        self._resending: set[asyncio.Task[None]] = set()  # chunks sent again after a transient error
 
     def carry(self, request_id: str, headers: codec.Headers) -> None:
         """Headers its replies carry back to the ingress (the gatekeeper's rate-limit state, the cache's word,
@@ -63,9 +64,47 @@ class Effects:
 
     async def chunk(self, request: dict[str, Any], chunk: dict[str, Any], traceparent: str | None
                     ) -> asyncio.Future[Any]:
-        """Enqueue one streamed chunk; its delivery is checked with the reply (chunks are never retried
-        one by one: a lost chunk ends the stream with an error instead of a gap)."""
-        return await self._send_reply(request, "ResponseChunk", chunk, traceparent)
+        """Enqueue one streamed chunk; the future returned is done once Kafka holds it. A transient error (the
+        partition's leader lost) sends it again with the reply's backoff and budget; the stream's next chunk
+        waits for it (one is in flight per stream, `processors/chunks.py`), so the order holds. What still
+        fails (too large, the budget spent) ends the stream with an error when the reply is produced."""
+        def send() -> Awaitable[asyncio.Future[Any]]:
+            return self._send_reply(request, "ResponseChunk", chunk, traceparent)
+
+        delivered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        try:
+            sent = await send()
+        except TOO_LARGE:
+            raise
+        except KafkaError:
+            self._resend(send, delivered)
+            return delivered
+        sent.add_done_callback(lambda done: self._chunk_sent(done, send, delivered))
+        return delivered
+
+    def _chunk_sent(self, sent: asyncio.Future[Any], send: Callable[[], Awaitable[asyncio.Future[Any]]],
+                    delivered: asyncio.Future[Any]) -> None:
+        error = None if sent.cancelled() else sent.exception()
+        if sent.cancelled():
+            delivered.cancel()
+        elif error is None:
+            delivered.set_result(sent.result())
+        elif isinstance(error, KafkaError) and not isinstance(error, TOO_LARGE):
+            self._resend(send, delivered)
+        else:
+            delivered.set_exception(error)
+
+    def _resend(self, send: Callable[[], Awaitable[asyncio.Future[Any]]], delivered: asyncio.Future[Any]) -> None:
+        async def again() -> None:
+            try:
+                await _with_retry(send, self._budget_s)
+                delivered.set_result(None)
+            except Exception as exc:
+                delivered.set_exception(exc)
+
+        task = asyncio.get_running_loop().create_task(again())
+        self._resending.add(task)
+        task.add_done_callback(self._resending.discard)
 
     async def emit(self, request: dict[str, Any], outcome: Outcome, traceparent: str | None,
                    chunks: list[asyncio.Future[Any]]) -> None:
