@@ -71,23 +71,21 @@ class Effects:
         def send() -> Awaitable[asyncio.Future[Any]]:
             return self._send_reply(request, "ResponseChunk", chunk, traceparent)
 
-        delivered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        delivered: asyncio.Future[Any] = loop.create_future()
         try:
             sent = await send()
-        except TOO_LARGE:
-            raise
-        except KafkaError:
-            self._resend(send, delivered)
-            return delivered
+        except KafkaError as exc:  # not even enqueued: settled below like a failed delivery
+            sent = loop.create_future()
+            sent.set_exception(exc)
         sent.add_done_callback(lambda done: self._chunk_sent(done, send, delivered))
         return delivered
 
     def _chunk_sent(self, sent: asyncio.Future[Any], send: Callable[[], Awaitable[asyncio.Future[Any]]],
                     delivered: asyncio.Future[Any]) -> None:
-        error = None if sent.cancelled() else sent.exception()
         if sent.cancelled():
             delivered.cancel()
-        elif error is None:
+        elif (error := sent.exception()) is None:
             delivered.set_result(sent.result())
         elif isinstance(error, KafkaError) and not isinstance(error, TOO_LARGE):
             self._resend(send, delivered)
