@@ -7,14 +7,14 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from aiokafka.errors import KafkaError
 from opentelemetry.trace import SpanKind
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from infra import logs, tracing
 from ingress import answers, bodies, streams
@@ -127,12 +127,7 @@ class Endpoints:
         assert first is not None
         deadline = asyncio.get_running_loop().time() + wait_s
 
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                async for line in streams.events(first, queue, deadline, renderer, finished):
-                    yield line
-            finally:
-                bridge.close_stream(event, finished[0])
-
-        return StreamingResponse(body(), media_type="text/event-stream", headers={
-            "x-request-id": event["request_id"], "cache-control": "no-cache", **answers.carried_headers(first[1])})
+        return streams.SseResponse(
+            streams.events(first, queue, deadline, renderer, finished),
+            {"x-request-id": event["request_id"], "cache-control": "no-cache", **answers.carried_headers(first[1])},
+            lambda: bridge.close_stream(event, finished[0]))

@@ -9,10 +9,12 @@ after a router crash) end the stream with an error instead of splicing two gener
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import orjson
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from ingress.answers import _tool_calls
 from ingress.bridge import Reply
@@ -114,32 +116,54 @@ class NativeRenderer:
 
 async def events(first: Reply, queue: asyncio.Queue[Reply], deadline: float, renderer: Renderer,
                  finished: list[bool]) -> AsyncIterator[bytes]:
-    """The SSE body from the first chunk to the end; sets finished[0] once the stream ended on its own."""
+    """The SSE body from the first chunk to the end, one piece per record (one write to the socket, not one
+    per event); sets finished[0] once the stream ended on its own."""
     name, record = first
     run_id = record.get("run_id")
     seen = -1  # the last chunk's number: a chunk sent again after a transient error may be on Kafka twice
     while True:
         if name == "ResponseChunk":
             if record["run_id"] != run_id:
-                for line in renderer.error(_error("api_error", "stream_interrupted",
-                                                  "the stream was interrupted by a router restart; retry")):
-                    yield line
+                yield b"".join(renderer.error(_error("api_error", "stream_interrupted",
+                                                     "the stream was interrupted by a router restart; retry")))
                 break
             if record["seq"] > seen:
                 seen = record["seq"]
-                for line in renderer.chunk(record):
-                    yield line
+                if lines := renderer.chunk(record):
+                    yield b"".join(lines)
         else:
-            lines = renderer.end(record) if name == "ResponseCompleted" else renderer.error(
-                _error(record["error_type"], record["code"], record["message"]))
-            for line in lines:
-                yield line
+            yield b"".join(renderer.end(record) if name == "ResponseCompleted" else renderer.error(
+                _error(record["error_type"], record["code"], record["message"])))
             break
         try:
             async with asyncio.timeout_at(deadline):
                 name, record = await queue.get()
         except TimeoutError:
-            for line in renderer.error(_error("api_error", "deadline_exceeded", "the request's deadline passed")):
-                yield line
+            yield b"".join(renderer.error(_error("api_error", "deadline_exceeded", "the request's deadline passed")))
             break
     finished[0] = True
+
+
+class SseResponse(StreamingResponse):
+    """An event stream whose head and first piece leave at once, from the handler's own task, before
+    starlette starts watching for the caller's disconnect; `closed` runs however the response ends (also
+    when the caller left before the body was ever read)."""
+
+    def __init__(self, body: AsyncIterator[bytes], headers: dict[str, str], closed: Callable[[], None]) -> None:
+        super().__init__(body, media_type="text/event-stream", headers=headers)
+        self._closed = closed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            first = await anext(self.body_iterator)  # type: ignore[call-overload]
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            await super().__call__(scope, receive, send)
+        finally:
+            self._closed()
+
+    async def stream_response(self, send: Send) -> None:
+        """The pieces after the first (the head has left)."""
+        async for piece in self.body_iterator:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
