@@ -8,6 +8,7 @@ host sees the ingress processes sharing the port, the routers and the analytics 
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -63,17 +64,24 @@ def serve(port: int) -> None:
     start_http_server(port)
 
 
+@functools.cache
+def child(metric: Any, *labels: str) -> Any:
+    """A metric's series for these label values, looked up once (labels() costs microseconds a call, and
+    the hot paths count several series a request; the label values are bounded: routes, models, statuses)."""
+    return metric.labels(*labels)
+
+
 def record_usage(usage: dict[str, Any]) -> None:
     """What a router counts for a finished request (the same numbers its UsageRecorded carries)."""
     model, provider = usage["model"], usage["provider"] or "none"
-    REQUESTS.labels(model, provider, usage["status"]).inc()
-    REQUEST_SECONDS.labels(model, provider).observe(usage["latency_ms"] / 1000)
+    child(REQUESTS, model, provider, usage["status"]).inc()
+    child(REQUEST_SECONDS, model, provider).observe(usage["latency_ms"] / 1000)
     for kind in ("prompt", "completion", "cached"):
         if usage[f"{kind}_tokens"]:
-            TOKENS.labels(model, provider, kind).inc(usage[f"{kind}_tokens"])
+            child(TOKENS, model, provider, kind).inc(usage[f"{kind}_tokens"])
     if usage["cost_usd"]:
-        COST.labels(model, provider).inc(usage["cost_usd"])
+        child(COST, model, provider).inc(usage["cost_usd"])
 
 
 def record_attempt(attempt: dict[str, Any]) -> None:
-    ATTEMPTS.labels(attempt["provider"], attempt["model"], attempt["outcome"], attempt["error_kind"] or "").inc()
+    child(ATTEMPTS, attempt["provider"], attempt["model"], attempt["outcome"], attempt["error_kind"] or "").inc()

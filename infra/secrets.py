@@ -14,7 +14,6 @@ and verify, so instances can be rolled one at a time.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import os
 import struct
@@ -90,14 +89,13 @@ class RequestSigner:
         self._verify = [self._sign, *(derive(s, "request-signature") for s in previous or ())]
 
     def sign(self, request: dict[str, Any]) -> str:
-        return hmac.new(self._sign, _signed(request), hashlib.sha256).hexdigest()
+        return hmac.digest(self._sign, _signed(request), "sha256").hex()
 
     def verify(self, request: dict[str, Any], signature: str | None) -> bool:
         if not signature:
             return False
         message = _signed(request)
-        return any(hmac.compare_digest(hmac.new(key, message, hashlib.sha256).hexdigest(), signature)
-                   for key in self._verify)
+        return any(hmac.compare_digest(hmac.digest(key, message, "sha256").hex(), signature) for key in self._verify)
 
 
 def _signed(request: dict[str, Any]) -> bytes:

@@ -75,7 +75,7 @@ class Endpoints:
     def endpoint(self, body_type: type[bodies.Body], event_name: str, capability: str, render: Render) -> Handler:
         async def handler(request: Request) -> Response:
             incoming = request.headers.get("traceparent")
-            with tracing.span(f"{request.method} {request.url.path}", SpanKind.SERVER, incoming) as span:
+            with tracing.span(f"{request.method} {request.scope['path']}", SpanKind.SERVER, incoming) as span:
                 traceparent = tracing.traceparent(span) or _traceparent(incoming)
                 return await self._respond(request, traceparent, body_type, event_name, capability, render)
         return handler

@@ -43,6 +43,6 @@ class HotPath:
             log.exception("unexpected error on %s", scope["path"])
             response = error_response(GatewayError(500, "api_error", "internal_error", "internal gateway error"))
         path = scope["path"]
-        metrics.HTTP_SECONDS.labels(path).observe(time.perf_counter() - started)
-        metrics.HTTP_REQUESTS.labels(path, str(response.status_code)).inc()
+        metrics.child(metrics.HTTP_SECONDS, path).observe(time.perf_counter() - started)
+        metrics.child(metrics.HTTP_REQUESTS, path, str(response.status_code)).inc()
         await response(scope, receive, send)

@@ -36,17 +36,19 @@ class RequestBuilder:
 
     async def read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
-        too_big = GatewayError(413, "invalid_request_error", "request_too_large",
-                               f"request body is larger than {self._limits.max_body_bytes} bytes")
         if declared and declared.isdigit() and int(declared) > self._limits.max_body_bytes:
-            raise too_big
+            raise self._too_big()
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > self._limits.max_body_bytes:
-                raise too_big
+                raise self._too_big()
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _too_big(self) -> GatewayError:
+        return GatewayError(413, "invalid_request_error", "request_too_large",
+                            f"request body is larger than {self._limits.max_body_bytes} bytes")
 
     def _timeout_s(self, request: Request) -> float:
         value = request.headers.get(TIMEOUT_HEADER)
