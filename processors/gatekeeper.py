@@ -196,8 +196,11 @@ class Gatekeeper:
                 log.exception("settling usage failed; reading on")
 
     async def _settle_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        named = self.policies.projects()  # None: a policy applies to every project
         for records in batch.values():
             for record in records:
+                if named is not None and (record.key or b"").decode(errors="replace") not in named:
+                    continue  # usage is keyed by project: one no policy names settles nothing, so is not decoded
                 try:
                     _, usage = codec.decode(record.headers, record.value or b"")
                 except (codec.UnknownEvent, ValueError, EOFError):
