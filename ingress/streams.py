@@ -30,11 +30,13 @@ def _error(type_: str, code: str, message: str) -> dict[str, Any]:
 
 
 class Renderer(Protocol):
-    def chunk(self, chunk: dict[str, Any]) -> list[bytes]: ...
+    """Each method: the SSE events of one record, as the bytes of one socket write (b"" for none)."""
 
-    def end(self, reply: dict[str, Any]) -> list[bytes]: ...
+    def chunk(self, chunk: dict[str, Any]) -> bytes: ...
 
-    def error(self, error: dict[str, Any]) -> list[bytes]: ...
+    def end(self, reply: dict[str, Any]) -> bytes: ...
+
+    def error(self, error: dict[str, Any]) -> bytes: ...
 
 
 class OpenAIRenderer:
@@ -51,7 +53,7 @@ class OpenAIRenderer:
         return _sse({**self._base, "model": self._model, "choices": [
             {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]})
 
-    def chunk(self, chunk: dict[str, Any]) -> list[bytes]:
+    def chunk(self, chunk: dict[str, Any]) -> bytes:
         out = []
         self._model = chunk["model"]
         if not self._started:
@@ -67,9 +69,9 @@ class OpenAIRenderer:
                 for c in chunk["tool_calls"]]
         if delta or chunk["finish_reason"]:
             out.append(self._chunk(delta, chunk["finish_reason"]))
-        return out
+        return b"".join(out)
 
-    def end(self, reply: dict[str, Any]) -> list[bytes]:
+    def end(self, reply: dict[str, Any]) -> bytes:
         out = []
         if self._include_usage:
             out.append(_sse({**self._base, "model": reply["model"], "choices": [], "usage": {
@@ -77,10 +79,10 @@ class OpenAIRenderer:
                 "total_tokens": reply["total_tokens"],
                 "prompt_tokens_details": {"cached_tokens": reply["cached_tokens"]},
                 "completion_tokens_details": {"reasoning_tokens": reply["reasoning_tokens"]}}}))
-        return [*out, b"data: [DONE]\n\n"]
+        return b"".join([*out, b"data: [DONE]\n\n"])
 
-    def error(self, error: dict[str, Any]) -> list[bytes]:
-        return [_sse(error)]
+    def error(self, error: dict[str, Any]) -> bytes:
+        return _sse(error)
 
 
 class NativeRenderer:
@@ -91,7 +93,7 @@ class NativeRenderer:
         self._id = request_id
         self._started = False
 
-    def chunk(self, chunk: dict[str, Any]) -> list[bytes]:
+    def chunk(self, chunk: dict[str, Any]) -> bytes:
         out = []
         if not self._started:
             self._started = True
@@ -99,47 +101,47 @@ class NativeRenderer:
         if chunk["content"]:
             out.append(_sse({"content": chunk["content"]}, "delta"))
         out.extend(_sse(call, "tool_call") for call in chunk["tool_calls"])
-        return out
+        return b"".join(out)
 
-    def end(self, reply: dict[str, Any]) -> list[bytes]:
-        return [_sse({
+    def end(self, reply: dict[str, Any]) -> bytes:
+        return _sse({
             "id": reply["request_id"], "model": reply["model"], "provider": reply["provider"],
             "finish_reason": reply["finish_reason"], "tool_calls": _tool_calls(reply),
             "usage": {"prompt_tokens": reply["prompt_tokens"], "completion_tokens": reply["completion_tokens"],
                       "total_tokens": reply["total_tokens"], "cached_tokens": reply["cached_tokens"],
                       "reasoning_tokens": reply["reasoning_tokens"], "cost_usd": reply["cost_usd"]},
-            "latency_ms": reply["latency_ms"], "ttft_ms": reply["ttft_ms"]}, "end")]
+            "latency_ms": reply["latency_ms"], "ttft_ms": reply["ttft_ms"]}, "end")
 
-    def error(self, error: dict[str, Any]) -> list[bytes]:
-        return [_sse(error, "error")]
+    def error(self, error: dict[str, Any]) -> bytes:
+        return _sse(error, "error")
 
 
 async def events(first: Reply, queue: asyncio.Queue[Reply], deadline: float, renderer: Renderer,
                  finished: list[bool]) -> AsyncIterator[bytes]:
-    """The SSE body from the first chunk to the end, one piece per record (one write to the socket, not one
-    per event); sets finished[0] once the stream ended on its own."""
+    """The SSE body from the first chunk to the end, one piece per record; sets finished[0] once the stream
+    ended on its own."""
     name, record = first
     run_id = record.get("run_id")
     seen = -1  # the last chunk's number: a chunk sent again after a transient error may be on Kafka twice
     while True:
         if name == "ResponseChunk":
             if record["run_id"] != run_id:
-                yield b"".join(renderer.error(_error("api_error", "stream_interrupted",
-                                                     "the stream was interrupted by a router restart; retry")))
+                yield renderer.error(_error("api_error", "stream_interrupted",
+                                            "the stream was interrupted by a router restart; retry"))
                 break
             if record["seq"] > seen:
                 seen = record["seq"]
-                if lines := renderer.chunk(record):
-                    yield b"".join(lines)
+                if piece := renderer.chunk(record):
+                    yield piece
         else:
-            yield b"".join(renderer.end(record) if name == "ResponseCompleted" else renderer.error(
-                _error(record["error_type"], record["code"], record["message"])))
+            yield renderer.end(record) if name == "ResponseCompleted" else renderer.error(
+                _error(record["error_type"], record["code"], record["message"]))
             break
         try:
             async with asyncio.timeout_at(deadline):
                 name, record = await queue.get()
         except TimeoutError:
-            yield b"".join(renderer.error(_error("api_error", "deadline_exceeded", "the request's deadline passed")))
+            yield renderer.error(_error("api_error", "deadline_exceeded", "the request's deadline passed"))
             break
     finished[0] = True
 
