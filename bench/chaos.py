@@ -28,7 +28,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from bench.stack import KEY, MOCK_KEY, _wait_http
+from bench.stack import KEY, MOCK_KEY, wait_http
 from infra import kafka_broker
 from tests.kafka_events import read_events
 
@@ -143,7 +143,7 @@ def main() -> None:
                            "--ingress", "2", "--routers", "2"], env=env, stdout=logs, stderr=logs)
     url = f"http://127.0.0.1:{args.port}"
     try:
-        _wait_http(url + "/ready", 90)
+        wait_http(url + "/ready", 90)
         started = time.monotonic()
         results, events = asyncio.run(_run(url, config, args.requests, args.connections))
         elapsed = time.monotonic() - started

@@ -3,9 +3,10 @@ and against the Kafka floor.
 
 Starts the Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the OpenAI mock, one router and one
 ingress on fresh topics; then runs wrk (closed loop) at each concurrency level against the mock
-directly and through the gateway, alternating, and `../shared/kafka-floor/floor.py` (the two Kafka hops
-alone, aiokafka, same broker, same connections) right after, and prints one table with the ratio
-gateway / floor and the CPU each process spent per request. Needs `wrk` (Debian package).
+directly, through the gateway and through its ceiling (`bench/ceiling.py`: the same parts, none of the
+gateway's code), and `../shared/kafka-floor/floor.py` (the two Kafka hops alone, aiokafka, same broker,
+same connections) right after, and prints one table with the CPU each process spent per request. Needs
+`wrk` (Debian package).
 
     python -m bench.overhead [--levels 1,16,64] [--duration 10] [--reps 1]
 """
@@ -19,9 +20,12 @@ import shutil
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from bench.stack import KEY, MOCK_KEY, Stack, process_usage, running_stack
+from bench.ceiling import running_ceiling
+from bench.stack import KEY, MOCK_KEY, process_usage, running_stack
 
 HERE = Path(__file__).resolve().parent
 FLOOR = HERE.parent.parent / "shared" / "kafka-floor" / "floor.py"
@@ -56,13 +60,24 @@ def _floor(bootstrap: str, connections: int, duration: int) -> dict[str, float] 
     return {"rps": float(row["rps"]), "p50": float(row["p50_ms"]), "p99": float(row["p99_ms"])}
 
 
-def _gateway_run(url: str, headers: dict[str, str], level: int, duration: int, stack: Stack) -> dict[str, float]:
-    """wrk through the gateway, with the CPU milliseconds each of its processes spent per request."""
-    before = {name: process_usage(pid)[0] for name, pid in stack.pids.items()}
-    run = _wrk(url, headers, level, duration, stack.workdir)
+def _measured(url: str, headers: dict[str, str], level: int, duration: int, workdir: Path,
+              pids: dict[str, int]) -> dict[str, float]:
+    """wrk against a two-process path (the gateway, the ceiling), with the CPU milliseconds each of its
+    processes spent per request."""
+    before = {name: process_usage(pid)[0] for name, pid in pids.items()}
+    run = _wrk(url, headers, level, duration, workdir)
     requests = max(1.0, run["rps"] * duration)
-    return {**run, **{f"cpu_{name}": (process_usage(pid)[0] - before[name]) * 1000 / requests
-                      for name, pid in stack.pids.items()}}
+    return {**run, "cpu": [(process_usage(pid)[0] - before[name]) * 1000 / requests for name, pid in pids.items()]}
+
+
+@dataclass(frozen=True)
+class Row:
+    level: int
+    rep: int
+    direct: dict[str, float]
+    gateway: dict[str, Any]
+    ceiling: dict[str, Any]
+    floor: dict[str, float] | None
 
 
 def main() -> None:
@@ -82,40 +97,42 @@ def main() -> None:
     rows = []
     extra = {"limits": [{"scope": "project", "requests_per_minute": 10_000_000}],
              "budgets": [{"name": "bench", "usd": 1_000_000, "period": "month"}]} if args.governed else None
-    with running_stack(args.port, args.mock_port, extra_config=extra) as stack:
-        targets = {
-            "direct": (stack.mock + "/chat/completions", {"Authorization": f"Bearer {MOCK_KEY}"}),
-            "gateway": (stack.gateway + "/v1/chat/completions", {"Authorization": f"Bearer {KEY}"}),
-        }
-        for url, headers in targets.values():  # warm-up: connections and lazy imports
+    with running_stack(args.port, args.mock_port, extra_config=extra) as stack, \
+            running_ceiling(stack.env["KAFKA_BOOTSTRAP_SERVERS"], stack.mock, MOCK_KEY, args.port + 1,
+                            stack.env) as (ceiling_url, ceiling_pids):
+        direct = (stack.mock + "/chat/completions", {"Authorization": f"Bearer {MOCK_KEY}"})
+        gateway = (stack.gateway + "/v1/chat/completions", {"Authorization": f"Bearer {KEY}"})
+        ceiling = (ceiling_url + "/v1/chat/completions", {})
+        for url, headers in (direct, gateway, ceiling):  # warm-up: connections and lazy imports
             _wrk(url, headers, 16, 3, stack.workdir)
         bootstrap = stack.env["KAFKA_BOOTSTRAP_SERVERS"]
         for level in [int(n) for n in args.levels.split(",")]:
             for rep in range(args.reps):
-                direct = _wrk(*targets["direct"], level, args.duration, stack.workdir)
-                gateway = _gateway_run(*targets["gateway"], level, args.duration, stack)
-                rows.append((level, rep + 1, direct, gateway, _floor(bootstrap, level, args.duration)))
+                rows.append(Row(level, rep + 1, _wrk(*direct, level, args.duration, stack.workdir),
+                                _measured(*gateway, level, args.duration, stack.workdir, stack.pids),
+                                _measured(*ceiling, level, args.duration, stack.workdir, ceiling_pids),
+                                _floor(bootstrap, level, args.duration)))
     _print(rows, args.duration)
 
 
-def _print(rows: list[tuple[int, int, dict[str, float], dict[str, float], dict[str, float] | None]],
-           duration: int) -> None:
+def _print(rows: list[Row], duration: int) -> None:
     print(f"\nGateway overhead, Kafka in the path ({os.cpu_count()} cores; wrk -t1; {duration}s per run)\n")
-    print("| conns | rep | direct rps | direct p50 | gateway rps | gateway p50 | gateway p99 | added p50 | added p99 "
-          "| floor rps | floor p50 / p99 | added p50 / floor p50 | gateway / floor rps | CPU ms/req router, ingress "
-          "| errors |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for level, rep, direct, gw, floor in rows:
-        added_p50 = gw["p50"] - direct["p50"]
-        floor_cells = (f"{floor['rps']:.0f} | {floor['p50']:.2f} / {floor['p99']:.2f} "
-                       f"| {added_p50 / floor['p50']:.1f} | {gw['rps'] / floor['rps']:.2f}"
-                       if floor else "- | - | - | -")
-        print(f"| {level} | {rep} | {direct['rps']:.0f} | {direct['p50']:.2f} "
-              f"| {gw['rps']:.0f} | {gw['p50']:.2f} | {gw['p99']:.2f} "
-              f"| {added_p50:.2f} | {gw['p99'] - direct['p99']:.2f} | {floor_cells} "
-              f"| {gw['cpu_router']:.2f}, {gw['cpu_ingress']:.2f} | {int(direct['errors'] + gw['errors'])} |")
-    print("\nlatencies in ms; added = gateway minus direct in the same run; floor = ../shared/kafka-floor/floor.py "
-          "(the two Kafka hops alone, aiokafka) on the same broker right after" +
+    print("| conns | rep | direct rps, p50 | gateway rps | added p50 / p99 | ceiling rps | ceiling added p50 / p99 "
+          "| floor rps | floor p50 / p99 | gateway / ceiling rps | CPU ms/req router, ingress | ceiling's worker, "
+          "front | errors |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        direct, gw, ceiling, floor = row.direct, row.gateway, row.ceiling, row.floor
+        floor_cells = f"{floor['rps']:.0f} | {floor['p50']:.2f} / {floor['p99']:.2f}" if floor else "- | -"
+        errors = int(direct["errors"] + gw["errors"] + ceiling["errors"])
+        print(f"| {row.level} | {row.rep} | {direct['rps']:.0f}, {direct['p50']:.2f} | {gw['rps']:.0f} "
+              f"| {gw['p50'] - direct['p50']:.2f} / {gw['p99'] - direct['p99']:.2f} | {ceiling['rps']:.0f} "
+              f"| {ceiling['p50'] - direct['p50']:.2f} / {ceiling['p99'] - direct['p99']:.2f} | {floor_cells} "
+              f"| {gw['rps'] / ceiling['rps']:.2f} | {gw['cpu'][0]:.2f}, {gw['cpu'][1]:.2f} "
+              f"| {ceiling['cpu'][1]:.2f}, {ceiling['cpu'][0]:.2f} | {errors} |")
+    print("\nlatencies in ms; added = minus direct (the mock called by wrk) in the same run; ceiling = "
+          "`bench/ceiling.py`, the same two hops, uvicorn and aiohttp with none of the gateway's code; floor = "
+          "../shared/kafka-floor/floor.py (the two Kafka hops alone, aiokafka) on the same broker right after" +
           ("" if FLOOR.exists() else f" — not run: {FLOOR} is not there"))
 
 

@@ -43,7 +43,7 @@ def process_usage(pid: int) -> tuple[float, float]:
     return cpu, int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _wait_http(url: str, timeout_s: float = 60) -> None:
+def wait_http(url: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -83,7 +83,7 @@ def running_stack(port: int, mock_port: int, models: dict[str, dict[str, str]] |
         ]
     try:
         gateway = f"http://127.0.0.1:{port}"
-        _wait_http(gateway + "/ready")
+        wait_http(gateway + "/ready")
         yield Stack(gateway, mock, workdir, env, {"router": processes[1].pid, "ingress": processes[2].pid})
     finally:
         for process in reversed(processes):
