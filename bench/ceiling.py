@@ -6,7 +6,7 @@ Two processes, as the gateway's: a front (uvicorn with httptools and uvloop, a b
 each request's body to a request topic and answers with the record that comes back on its reply
 partition; a worker reads the request topic, posts each body to the mock with aiohttp and produces the
 mock's answer to the reply partition. The Kafka clients are the gateway's own (`infra.kafka_clients`:
-acks=all, linger 0, the configured compression). No validation, no Avro, no routing, no audit records,
+acks=all, linger 0, the request path's compression). No validation, no Avro, no routing, no audit records,
 no signatures, no views: what is left is the floor of this design in Python.
 
     python -m bench.ceiling --role front|worker --bootstrap HOST:PORT --topics PREFIX [--port N --mock URL]
@@ -76,7 +76,7 @@ class Front:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._producer = kafka_clients.producer(self._bootstrap)
+                self._producer = kafka_clients.producer(self._bootstrap, request_path=True)
                 self._consumer = kafka_clients.consumer(self._bootstrap)
                 await self._producer.start()
                 await self._consumer.start()
@@ -103,7 +103,7 @@ class Front:
 async def _work(bootstrap: str, topics: str, mock: str, api_key: str) -> None:
     """Each request record: one aiohttp call to the mock, its answer produced to the reply partition."""
     consumer = kafka_clients.consumer(bootstrap)
-    producer = kafka_clients.producer(bootstrap)
+    producer = kafka_clients.producer(bootstrap, request_path=True)
     session = aiohttp.ClientSession(headers={"authorization": f"Bearer {api_key}",
                                              "content-type": "application/json"})
     await consumer.start()

@@ -48,8 +48,11 @@ def admin(bootstrap: str, kafka: Kafka = DEFAULTS, **options: Any) -> AIOKafkaAd
     return AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gateway-admin", **connection(kafka), **options)
 
 
-def producer(bootstrap: str, linger_ms: int = 0, kafka: Kafka = DEFAULTS) -> AIOKafkaProducer:
+def producer(bootstrap: str, linger_ms: int = 0, kafka: Kafka = DEFAULTS, request_path: bool = False
+             ) -> AIOKafkaProducer:
     """linger 0 (the default): a record leaves as soon as it is sent; acks=all: a record survives a broker.
+    `request_path`: the producer writes requests or replies, compressed as `kafka.request_path_compression`
+    says (by default not at all), the others as `kafka.compression`.
 
     Not idempotent: aiokafka's idempotent producer never recovers from a broker restart (it keeps its
     producer id and sequence numbers, the broker answers OutOfOrderSequenceNumber forever; aio-libs/aiokafka
@@ -57,11 +60,12 @@ def producer(bootstrap: str, linger_ms: int = 0, kafka: Kafka = DEFAULTS) -> AIO
     idempotence). A retried send may so be written twice; every consumer is idempotent by id instead (the
     router skips a request id it runs or answered, the ingress drops a second answer, usage is keyed by
     event id). aiokafka keeps one request in flight per broker, so retries keep a partition's order."""
+    compression = kafka.request_path_compression if request_path else kafka.compression
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all", enable_idempotence=False,
         request_timeout_ms=10000, client_id="gateway", max_request_size=kafka.max_message_bytes,
         max_batch_size=1 << 20,
-        compression_type=None if kafka.compression == "none" else kafka.compression, **connection(kafka),
+        compression_type=None if compression == "none" else compression, **connection(kafka),
     )
 
 

@@ -59,7 +59,7 @@ class KafkaBridge:
             self.reply_partition = await self._lease.acquire()
             self._lease.on_lost = self._lease_lost
         kafka = self.settings.config.kafka
-        self._producer = kafka_clients.producer(self.settings.bootstrap_servers, kafka=kafka)
+        self._producer = kafka_clients.producer(self.settings.bootstrap_servers, kafka=kafka, request_path=True)
         self._consumer = kafka_clients.consumer(self.settings.bootstrap_servers, kafka)
         await self._producer.start()
         await self._consumer.start()

@@ -66,7 +66,7 @@ class Gatekeeper:
                                                 auto_offset_reset="earliest")
         # Usage settles up to 100 ms late (a request is reserved until then): a fetch every 100 ms, not per request.
         self._usage = kafka_clients.consumer(settings.bootstrap_servers, config.kafka, lag_ms=kafka_clients.TRAILING_MS)
-        self._producer = kafka_clients.producer(settings.bootstrap_servers, kafka=config.kafka)
+        self._producer = kafka_clients.producer(settings.bootstrap_servers, kafka=config.kafka, request_path=True)
         self._alerts: LogView[set[str]] = LogView(settings.bootstrap_servers, settings.topics.budget_alerts,
                                                   fold_alerts, set(), config.kafka)
         self._settler: asyncio.Task[None] | None = None

@@ -83,7 +83,7 @@ class RouterWorker:
         self._health = health_view(settings)
         self._handler = RequestHandler(settings, routes, self._upstreams, self._health.state, self._announce)
         kafka = settings.config.kafka
-        self._producer = kafka_clients.producer(settings.bootstrap_servers, kafka=kafka)
+        self._producer = kafka_clients.producer(settings.bootstrap_servers, kafka=kafka, request_path=True)
         self._audit = kafka_clients.producer(settings.bootstrap_servers, linger_ms=5, kafka=kafka)
         self._effects = Effects(settings, self._producer, self._audit)
         self._identities = Identities(settings)

@@ -38,6 +38,7 @@ def test_the_shipped_configuration_is_valid() -> None:
     ("keys:\n  - {project: p}\n", "keys.0"),
     (GOOD + "ingress: {max_body_bytes: 2000000}\nkafka: {max_message_bytes: 2000000}\n", "ingress.max_body_bytes"),
     (GOOD + "kafka: {compression: brotli}\n", "kafka.compression"),
+    (GOOD + "kafka: {request_path_compression: snappy}\n", "kafka.request_path_compression"),
     (GOOD + "services:\n  billing: {project: billing, reply_topics: []}\n", "services.billing.reply_topics"),
     (GOOD + "providers:\n  x: {kind: openai, base_url: 'http://x', idle_timeout_s: 0}\n", "idle_timeout_s"),
 ])
