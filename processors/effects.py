@@ -153,7 +153,7 @@ class Effects:
     async def _audits(self, request: dict[str, Any], outcome: Outcome, traceparent: str | None) -> None:
         topics = self._settings.topics
         key = request["request_id"].encode()
-        # Attempts and usage are not on the caller's path: their producer batches them (linger 5 ms).
+        # Attempts and usage are not on the caller's path: their producer batches them (`AUDIT_LINGER_MS`).
         sends: list[Callable[[], Awaitable[asyncio.Future[Any]]]] = [
             _sender(self._audit, topics.attempts, "AttemptFinished", attempt, key, traceparent)
             for attempt in outcome.attempts]
