@@ -22,6 +22,7 @@ def test_the_callers_key_serves_a_provider_the_gateway_has_no_key_for(providers_
 
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"] == "Hello from the mock! You said: my own key"
+    assert providers_gateway.events(providers_gateway.topics.usage, response.headers["x-request-id"])  # audits are in
     for topic in (providers_gateway.topics.requests, providers_gateway.topics.attempts,
                   providers_gateway.topics.replies, providers_gateway.topics.usage):
         assert MOCK_OPENAI_KEY not in repr(read_events(providers_gateway.bootstrap, topic))

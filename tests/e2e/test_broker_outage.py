@@ -17,7 +17,7 @@ import pytest
 
 from infra import kafka_broker
 from tests.conftest import Gateway, start_gateway, stop_process, write_config
-from tests.kafka_events import read_events
+from tests.kafka_events import events_of
 
 CLEAR = {(200, None), (503, "kafka_unavailable"), (504, "deadline_exceeded")}
 
@@ -82,5 +82,5 @@ def test_a_broker_outage_of_10_s_loses_nothing_and_heals(outage_gateway: Gateway
         ready = httpx.get(gateway.url + "/ready")
     assert ready.status_code == 200, ready.text
     answered = {request_id for *_, status, _, request_id in results if status == 200}
-    usage = [u for _, u in read_events(gateway.bootstrap, gateway.topics.usage) if u["request_id"] in answered]
+    usage = events_of(gateway.bootstrap, gateway.topics.usage, answered)
     assert {u["request_id"] for u in usage} == answered

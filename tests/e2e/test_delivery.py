@@ -24,7 +24,6 @@ from schemas.topics import REPLIES, TopicNames
 from tests.conftest import Gateway, start_gateway, stop_process, write_config
 from tests.e2e.test_kafka_producer_clients import ask_over_kafka
 from tests.e2e.test_streaming import native_events
-from tests.kafka_events import read_events
 
 
 @pytest.fixture(scope="module")
@@ -235,8 +234,7 @@ def test_a_stream_in_the_wrong_framing_fails_over_at_once(providers_gateway: Gat
     assert events[0] == ("start", events[0][1]) and events[0][1]["model"] == "gpt-4o-mini"
     assert events[-1][0] == "end"
     assert time.monotonic() - started < 5
-    attempts = [a for _, a in read_events(providers_gateway.bootstrap, providers_gateway.topics.attempts)
-                if a["request_id"] == events[0][1]["id"]]
+    attempts = providers_gateway.events(providers_gateway.topics.attempts, events[0][1]["id"])
     assert "text/event-stream" in (attempts[0]["error_message"] or "")
 
 

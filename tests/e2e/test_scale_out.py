@@ -15,7 +15,7 @@ import httpx
 
 from tests.conftest import Gateway, free_port, stop_process, wait_for_port
 from tests.e2e.test_streaming import native_events
-from tests.kafka_events import read_events
+from tests.kafka_events import events_of
 
 
 def _ask(gateway: Gateway, text: str) -> httpx.Response:
@@ -54,8 +54,8 @@ def test_a_router_joining_and_leaving_under_load_changes_no_answer(gateway: Gate
     calls = httpx.get(openai_mock.removesuffix("/v1") + "/mock/stats").json()["calls"]
     assert {t: calls.get(t) for t in texts + streams} == {t: 1 for t in texts + streams}
     ids = {r.json()["id"] for r in responses} | {e[0][1]["id"] for e in stream_events}
-    usage = [u for _, u in read_events(gateway.bootstrap, gateway.topics.usage) if u["request_id"] in ids]
-    attempts = [a for _, a in read_events(gateway.bootstrap, gateway.topics.attempts) if a["request_id"] in ids]
+    usage = events_of(gateway.bootstrap, gateway.topics.usage, ids)
+    attempts = events_of(gateway.bootstrap, gateway.topics.attempts, ids)
     assert len(usage) == len(ids) and len(attempts) == len(ids)
 
 
