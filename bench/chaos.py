@@ -24,6 +24,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import yaml
@@ -120,6 +121,36 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
 
 
+def _table(results: list[dict[str, object]], replies: list[dict[str, Any]], usage: list[dict[str, Any]],
+           calls: dict[str, int], events: list[str], elapsed: float, connections: int) -> str:
+    """What the run shows: every request answered once (or with a clear error), each counted once."""
+    ids = {str(r["id"]) for r in results if r.get("id")}
+    finals = collections.Counter(r["request_id"] for r in replies if r["request_id"] in ids)
+    usage_ids = collections.Counter(u["event_id"] for u in usage if u["request_id"] in ids)
+    ok = [r for r in results if r.get("status") == 200]
+    clear = [r for r in results if r.get("status") not in (None, 200) and r.get("code") in CLEAR]
+    unclear = [r for r in results if r.get("status") not in (None, 200) and r.get("code") not in CLEAR]
+    lost = [r for r in results if r.get("status") is None]
+    upstream_calls = sum(calls.get(str(r["text"]), 0) for r in results)
+    latencies = [float(r["ms"]) for r in results]  # type: ignore[arg-type]
+    rows = [
+        ("requests", f"{len(results):,} at {connections} connections in {elapsed:.0f} s "
+                     f"({len(results) / elapsed:,.0f}/s)"),
+        ("answered successfully", f"{len(ok):,}"),
+        ("answered with a clear error", f"{len(clear):,} ({dict(collections.Counter(r['code'] for r in clear))})"),
+        ("answered with another error", f"{len(unclear):,} {unclear[:3] if unclear else ''}"),
+        ("lost (no answer)", f"{len(lost):,}"),
+        ("processed twice (>1 final reply on Kafka)", f"{sum(1 for n in finals.values() if n > 1):,}"),
+        ("upstream calls per request", f"{upstream_calls / len(results):.2f}"),
+        ("usage events per request, raw", f"{sum(usage_ids.values()) / max(len(ids), 1):.3f}"),
+        ("usage events per request, by event id", f"{len(usage_ids) / max(len(ids), 1):.3f}"),
+        ("latency p50 / p99 ms", f"{_quantile(latencies, 0.5):.1f} / {_quantile(latencies, 0.99):.1f}"),
+        ("faults", "; ".join(events)),
+    ]
+    table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=10_000)
@@ -158,30 +189,7 @@ def main() -> None:
         mock_process.send_signal(signal.SIGTERM)
         mock_process.wait(10)
 
-    ids = {str(r["id"]) for r in results if r.get("id")}
-    finals = collections.Counter(r["request_id"] for r in replies if r["request_id"] in ids)
-    usage_ids = collections.Counter(u["event_id"] for u in usage if u["request_id"] in ids)
-    ok = [r for r in results if r.get("status") == 200]
-    clear = [r for r in results if r.get("status") not in (None, 200) and r.get("code") in CLEAR]
-    unclear = [r for r in results if r.get("status") not in (None, 200) and r.get("code") not in CLEAR]
-    lost = [r for r in results if r.get("status") is None]
-    upstream_calls = sum(calls.get(str(r["text"]), 0) for r in results)
-    latencies = [float(r["ms"]) for r in results]  # type: ignore[arg-type]
-    rows = [
-        ("requests", f"{len(results):,} at {args.connections} connections in {elapsed:.0f} s "
-                     f"({len(results) / elapsed:,.0f}/s)"),
-        ("answered successfully", f"{len(ok):,}"),
-        ("answered with a clear error", f"{len(clear):,} ({dict(collections.Counter(r['code'] for r in clear))})"),
-        ("answered with another error", f"{len(unclear):,} {unclear[:3] if unclear else ''}"),
-        ("lost (no answer)", f"{len(lost):,}"),
-        ("processed twice (>1 final reply on Kafka)", f"{sum(1 for n in finals.values() if n > 1):,}"),
-        ("upstream calls per request", f"{upstream_calls / len(results):.2f}"),
-        ("usage events per request, raw", f"{sum(usage_ids.values()) / max(len(ids), 1):.3f}"),
-        ("usage events per request, by event id", f"{len(usage_ids) / max(len(ids), 1):.3f}"),
-        ("latency p50 / p99 ms", f"{_quantile(latencies, 0.5):.1f} / {_quantile(latencies, 0.99):.1f}"),
-        ("faults", "; ".join(events)),
-    ]
-    table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    table = _table(results, replies, usage, calls, events, elapsed, args.connections)
     print(table)
     out = HERE / "results" / f"chaos-{time.strftime('%Y%m%d-%H%M%S')}.md"
     out.parent.mkdir(exist_ok=True)
