@@ -147,8 +147,7 @@ def _table(results: list[dict[str, object]], replies: list[dict[str, Any]], usag
         ("latency p50 / p99 ms", f"{_quantile(latencies, 0.5):.1f} / {_quantile(latencies, 0.99):.1f}"),
         ("faults", "; ".join(events)),
     ]
-    table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
-    return table
+    return "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 
 def main() -> None:

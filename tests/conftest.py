@@ -22,7 +22,7 @@ import yaml
 
 from infra import kafka_broker, kafka_clients
 from schemas.topics import TopicNames
-from tests.kafka_events import read_events
+from tests.kafka_events import events_of
 
 GATEWAY_KEY = "sk-test-gateway-key"
 ADMIN_KEY = "sk-test-admin-key"
@@ -168,12 +168,7 @@ class Gateway:
 
     def events(self, topic: str, request_id: str, expect: int = 1, timeout_s: float = 10) -> list[dict[str, Any]]:
         """The events of one request on a topic, waiting until at least `expect` have arrived."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            found = [e for e in read_events(self.bootstrap, topic) if e[1]["request_id"] == request_id]
-            if len(found) >= expect or time.monotonic() > deadline:
-                return [record for _, record in found]
-            time.sleep(0.2)
+        return events_of(self.bootstrap, topic, {request_id}, expect, timeout_s)
 
 
 def write_config(path: Path, openai_base: str, extra_providers: dict[str, Any] | None = None,

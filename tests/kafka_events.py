@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -39,12 +40,14 @@ def read_events(bootstrap: str, topic: str) -> list[tuple[str, dict[str, Any]]]:
     return asyncio.run(_read(bootstrap, topic))
 
 
-def events_of(bootstrap: str, topic: str, request_ids: set[str], timeout_s: float = 10) -> list[dict[str, Any]]:
-    """The events of these requests on a topic, once every one of them has one there: the audit trail (attempts,
+def events_of(bootstrap: str, topic: str, request_ids: set[str], expect: int = 1, timeout_s: float = 10
+              ) -> list[dict[str, Any]]:
+    """The events of these requests on a topic, once each of them has `expect` there: the audit trail (attempts,
     usage) follows the answers by up to the router's linger. What is there at the deadline otherwise."""
     deadline = time.monotonic() + timeout_s
     while True:
         found = [event for _, event in read_events(bootstrap, topic) if event["request_id"] in request_ids]
-        if {event["request_id"] for event in found} >= request_ids or time.monotonic() > deadline:
+        counts = Counter(event["request_id"] for event in found)
+        if all(counts[request_id] >= expect for request_id in request_ids) or time.monotonic() > deadline:
             return found
         time.sleep(0.2)
