@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
+
 import pytest
 
-from infra.secrets import InvalidToken, ProviderKeySealer, RequestSigner
+from infra.secrets import InvalidToken, ProviderKeySealer, RequestSigner, derive
 
 REQUEST = {"request_id": "gw-1", "project": "proj-a", "key_id": "k1", "reply_topic": "gw.replies",
            "reply_partition": 2}
@@ -49,3 +51,13 @@ def test_a_signature_covers_who_pays_and_where_the_answer_goes() -> None:
     assert not signer.verify(REQUEST, None)
     assert RequestSigner("new", previous=["secret"]).verify(REQUEST, signature)
     assert not RequestSigner("other").verify(REQUEST, signature)
+
+
+def test_a_signature_is_hmac_sha256_of_the_signed_fields_so_instances_of_any_version_agree() -> None:
+    """A rolling upgrade mixes ingresses and routers of two versions: the signature stays HMAC-SHA256 with the
+    key derived for signing, over the same fields in the same order, whatever computes it."""
+    key = derive("secret", "request-signature")
+    message = "\x00".join(("gw-1", "proj-a", "k1", "gw.replies", "2")).encode()
+
+    assert RequestSigner("secret").sign(REQUEST) == hmac.digest(key, message, "sha256").hex()
+    assert RequestSigner("secret").sign(REQUEST) == RequestSigner("secret").sign(REQUEST)  # the state is reused
