@@ -57,7 +57,10 @@ def wait_http(url: str, timeout_s: float = 60) -> None:
 
 @contextmanager
 def running_stack(port: int, mock_port: int, models: dict[str, dict[str, str]] | None = None,
-                  extra_config: dict[str, object] | None = None) -> Iterator[Stack]:
+                  extra_config: dict[str, object] | None = None, gateway_command: tuple[str, ...] = ("-m", "infra.cli")
+                  ) -> Iterator[Stack]:
+    """`gateway_command`: how the router and the ingress are started, before their subcommand (`bench.timeline`
+    starts them through its probes)."""
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or kafka_broker.start()
     prefix = f"bench-{uuid.uuid4().hex[:6]}."
     asyncio.run(kafka_clients.ensure_topics(bootstrap, TopicNames.for_prefix(prefix)))
@@ -77,8 +80,8 @@ def running_stack(port: int, mock_port: int, models: dict[str, dict[str, str]] |
         processes = [
             subprocess.Popen([python, "-m", "tests.mocks.openai_mock", "--port", str(mock_port)],
                              env=env, stdout=logs, stderr=logs),
-            subprocess.Popen([python, "-m", "infra.cli", "router"], env=env, stdout=logs, stderr=logs),
-            subprocess.Popen([python, "-m", "infra.cli", "ingress", "--port", str(port)],
+            subprocess.Popen([python, *gateway_command, "router"], env=env, stdout=logs, stderr=logs),
+            subprocess.Popen([python, *gateway_command, "ingress", "--port", str(port)],
                              env=env, stdout=logs, stderr=logs),
         ]
     try:
