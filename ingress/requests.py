@@ -4,7 +4,6 @@ deadline, the caller's own provider keys sealed, and the request event itself.""
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -17,6 +16,7 @@ from ingress.bridge import KafkaBridge
 from ingress.errors import GatewayError, invalid_request
 from ingress.templates import TemplateStore, render
 from processors.routing import RouteTable
+from schemas.ids import random_id
 
 TIMEOUT_HEADER = "x-gateway-timeout-ms"
 META_HEADER = "x-gateway-meta-"
@@ -125,7 +125,7 @@ class RequestBuilder:
         timeout = self._timeout_s(request)
         received = time.time_ns() // 1_000_000
         event = {
-            "request_id": f"gw-{uuid.uuid4().hex}",
+            "request_id": f"gw-{random_id()}",
             "project": caller.project,
             "key_id": caller.key_id,
             "received_at_ms": received,

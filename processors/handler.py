@@ -8,7 +8,6 @@ import asyncio
 import random
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +45,7 @@ from processors.upstream import (
     UpstreamResponse,
     Upstreams,
 )
+from schemas.ids import random_id
 
 Result = ChatResult | EmbeddingsResult | ImagesResult
 ChunkSink = Callable[[dict[str, Any]], Awaitable[None]]
@@ -155,7 +155,7 @@ class Stream:
 
     request: dict[str, Any]
     sink: ChunkSink
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    run_id: str = field(default_factory=random_id)
     emitted: int = 0  # pieces handed to the sink (which numbers the records it makes of them)
     ttft_ms: float | None = None
     content: list[str] = field(default_factory=list)
@@ -552,7 +552,7 @@ class RequestHandler:
         error = result if isinstance(result, ProviderError) else None
         duration_ms = (time.perf_counter() - t0) * 1000
         outcome.attempts.append({
-            "attempt_id": str(uuid.uuid4()),
+            "attempt_id": random_id(),
             "request_id": request["request_id"],
             "project": request["project"],
             "attempt_no": len(outcome.attempts) + 1,
