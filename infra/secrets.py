@@ -87,7 +87,7 @@ class RequestSigner:
 
     Each key's HMAC state is made once and copied per message: `hmac.digest` looks the algorithm up in
     OpenSSL on every call, which on the request path (one signature in the ingress, one check in the
-    router, caches cold at low load) cost 85-130 µs a call against 50-75 for a copy
+    router, caches cold at low load) cost 83-90 µs a call against 51-64 for a copy
     (bench/results/timeline-20261201.md)."""
 
     def __init__(self, secret: str, previous: list[str] | None = None) -> None:
