@@ -39,8 +39,11 @@ def cached(bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory: pytes
     config = write_config(home / "gateway.yaml", openai_mock)
     raw = yaml.safe_load(config.read_text())
     port = free_port()
+    # A semantic lookup embeds the prompt through the gateway's own /v1/embeddings (two Kafka hops and the
+    # embedder): on a busy test machine that can pass the 300 ms default, and a lookup past it is `skipped`
+    # (tested below with the cache stopped). These tests are about what matches, so the lookup may take longer.
     raw["cache"] = {"url": f"http://127.0.0.1:{port}", "store": {"path": str(home / "store")},
-                    "models": {"gpt-4o-mini": "exact"}}
+                    "models": {"gpt-4o-mini": "exact"}, "lookup_timeout_ms": 5000}
     config.write_text(yaml.safe_dump(raw))
     gateway = start_gateway(bootstrap, config, logs)
     _start_cache(gateway, port)
