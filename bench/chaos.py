@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from bench.stack import KEY, MOCK_KEY, wait_http
+from bench.stack import KEY, MOCK_KEY, quantile, wait_http
 from infra import kafka_broker
 from tests.kafka_events import read_events
 
@@ -116,11 +116,6 @@ async def _run(url: str, config: Path, total: int, connections: int) -> tuple[li
     return results, await monkey
 
 
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
-
-
 def _table(results: list[dict[str, object]], replies: list[dict[str, Any]], usage: list[dict[str, Any]],
            calls: dict[str, int], events: list[str], elapsed: float, connections: int) -> str:
     """What the run shows: every request answered once (or with a clear error), each counted once."""
@@ -144,7 +139,7 @@ def _table(results: list[dict[str, object]], replies: list[dict[str, Any]], usag
         ("upstream calls per request", f"{upstream_calls / len(results):.2f}"),
         ("usage events per request, raw", f"{sum(usage_ids.values()) / max(len(ids), 1):.3f}"),
         ("usage events per request, by event id", f"{len(usage_ids) / max(len(ids), 1):.3f}"),
-        ("latency p50 / p99 ms", f"{_quantile(latencies, 0.5):.1f} / {_quantile(latencies, 0.99):.1f}"),
+        ("latency p50 / p99 ms", f"{quantile(latencies, 0.5):.1f} / {quantile(latencies, 0.99):.1f}"),
         ("faults", "; ".join(events)),
     ]
     return "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)

@@ -43,6 +43,12 @@ def process_usage(pid: int) -> tuple[float, float]:
     return cpu, int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def quantile(values: list[float], q: float) -> float:
+    """The value at quantile q of a run's measurements (nan for none)."""
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
+
+
 def wait_http(url: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

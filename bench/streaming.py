@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 import uvloop
 
-from bench.stack import KEY, MOCK_KEY, process_usage, running_stack
+from bench.stack import KEY, MOCK_KEY, process_usage, quantile, running_stack
 
 
 async def _one(session: aiohttp.ClientSession, url: str, key: str, model: str) -> tuple[float, float]:
@@ -51,11 +51,6 @@ async def _level(url: str, key: str, model: str, streams: int, concurrency: int)
                 ttlt.append(last)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return ttft, ttlt
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
 
 
 def main() -> None:
@@ -100,10 +95,11 @@ def _print(rows: list[tuple[int, dict[str, tuple[list[float], list[float]]]]],
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for level, runs in rows:
         (dft, dlt), (gft, glt) = runs["direct"], runs["gateway"]
-        print(f"| {level} | {_pct(dft, .5):.2f} / {_pct(dft, .99):.2f} | {_pct(gft, .5):.2f} / {_pct(gft, .99):.2f} "
-              f"| {_pct(gft, .5) - _pct(dft, .5):.2f} / {_pct(gft, .99) - _pct(dft, .99):.2f} "
-              f"| {_pct(dlt, .5):.2f} | {_pct(glt, .5):.2f} "
-              f"| {_pct(glt, .5) - _pct(dlt, .5):.2f} / {_pct(glt, .99) - _pct(dlt, .99):.2f} |")
+        print(f"| {level} | {quantile(dft, .5):.2f} / {quantile(dft, .99):.2f} "
+              f"| {quantile(gft, .5):.2f} / {quantile(gft, .99):.2f} "
+              f"| {quantile(gft, .5) - quantile(dft, .5):.2f} / {quantile(gft, .99) - quantile(dft, .99):.2f} "
+              f"| {quantile(dlt, .5):.2f} | {quantile(glt, .5):.2f} "
+              f"| {quantile(glt, .5) - quantile(dlt, .5):.2f} / {quantile(glt, .99) - quantile(dlt, .99):.2f} |")
     print("\nms; TTFT = time to the first content chunk, TTLT = time to data: [DONE]\n")
     print("| streams | router CPU s | router RSS MiB before → after | ingress CPU s | ingress RSS MiB before → after |")
     print("|---:|---:|---:|---:|---:|")

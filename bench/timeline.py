@@ -20,7 +20,6 @@ import importlib
 import inspect
 import itertools
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ import aiohttp
 import orjson
 import uvloop
 
-from bench.stack import KEY, MOCK_KEY, running_stack
+from bench.stack import KEY, MOCK_KEY, quantile, running_stack
 
 MARKS_DIR = "BENCH_TIMELINE_DIR"
 
@@ -167,17 +166,17 @@ def _cycles(directory: Path, order: list[str]) -> list[dict[str, int]]:
 
 def _table(cycles: list[dict[str, int]], order: list[str], direct: list[float]) -> str:
     """µs per stage; `direct`: the same request to the mock, ms."""
-    rows = ["| stage (time since the mark before it) | p50 µs | p90 µs |", "|---|---:|---:|"]
+    def row(label: str, us: list[float]) -> str:
+        return f"| {label} | {quantile(us, 0.5):.0f} | {quantile(us, 0.9):.0f} |"
+
+    def gaps(start: str, end: str) -> list[float]:
+        return [(c[end] - c[start]) / 1000 for c in cycles if start in c and end in c]
+
     present = [label for label in order if sum(label in c for c in cycles) > len(cycles) // 2]
-    for before, label in itertools.pairwise(present):
-        gaps = sorted((c[label] - c[before]) / 1000 for c in cycles if before in c and label in c)
-        rows.append(f"| {label} | {statistics.median(gaps):.0f} | {gaps[int(len(gaps) * 0.9)]:.0f} |")
-    total = sorted((c[present[-1]] - c[present[0]]) / 1000 for c in cycles if present[0] in c and present[-1] in c)
-    rows.append(f"| **end to end** | **{statistics.median(total):.0f}** | {total[int(len(total) * 0.9)]:.0f} |")
-    ordered = sorted(direct)
-    rows.append(f"| the same request to the mock directly | {statistics.median(ordered) * 1000:.0f} | "
-                f"{ordered[int(len(ordered) * 0.9)] * 1000:.0f} |")
-    return "\n".join(rows)
+    return "\n".join(["| stage (time since the mark before it) | p50 µs | p90 µs |", "|---|---:|---:|",
+                      *(row(label, gaps(before, label)) for before, label in itertools.pairwise(present)),
+                      row("**end to end**", gaps(present[0], present[-1])),
+                      row("the same request to the mock directly", [ms * 1000 for ms in direct])])
 
 
 def _run(args: argparse.Namespace) -> None:
