@@ -20,6 +20,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
 from infra.config import Kafka
+from infra.partitioner import partition
 from schemas.topics import ALL, REPLIES, REQUESTS, TopicNames, sized_for
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def producer(bootstrap: str, linger_ms: int = 0, kafka: Kafka = DEFAULTS, reques
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all", enable_idempotence=False,
         request_timeout_ms=10000, client_id="gateway", max_request_size=kafka.max_message_bytes,
-        max_batch_size=1 << 20,
+        max_batch_size=1 << 20, partitioner=partition,
         compression_type=None if compression == "none" else compression, **connection(kafka),
     )
 
