@@ -163,8 +163,7 @@ class Effects:
         if outcome.fill is not None:
             sends.append(_sender(self._audit, topics.completions, "CompletionRecorded", outcome.fill,
                                  request["project"].encode(), traceparent))
-        results = await asyncio.gather(*(_with_retry(send, self._budget_s) for send in sends), return_exceptions=True)
-        for result in results:
+        for result in await _produce_all(sends, self._budget_s):
             if isinstance(result, EffectsLost):
                 raise result
             if isinstance(result, BaseException):  # an audit record too large: a bug, not a reason to stop
@@ -212,6 +211,35 @@ def _sender(producer: AIOKafkaProducer, topic: str, event: str, record: dict[str
             traceparent: str | None, extra_headers: codec.Headers = ()) -> Callable[[], Awaitable[asyncio.Future[Any]]]:
     payload, headers = codec.encode(event, record), [*codec.headers(event, traceparent), *extra_headers]
     return lambda: producer.send(topic, payload, key=key, headers=headers)
+
+
+async def _produce_all(sends: list[Callable[[], Awaitable[asyncio.Future[Any]]]], budget_s: float
+                       ) -> list[BaseException | None]:
+    """Every record enqueued at once, then each acknowledgement awaited, in this task (a task per record, as
+    `gather` makes, cost more than the sends); a record that fails goes on through `_with_retry` with the
+    budget that is left. One result per record: None when Kafka holds it, else what it raised."""
+    started = time.monotonic()
+    deliveries: list[asyncio.Future[Any] | KafkaError] = []
+    for send in sends:
+        try:
+            deliveries.append(await send())
+        except KafkaError as exc:
+            deliveries.append(exc)
+    results: list[BaseException | None] = []
+    for send, delivery in zip(sends, deliveries, strict=True):
+        try:
+            try:
+                if isinstance(delivery, KafkaError):
+                    raise delivery
+                await delivery
+            except TOO_LARGE:
+                raise
+            except KafkaError:
+                await _with_retry(send, budget_s - (time.monotonic() - started))
+            results.append(None)
+        except Exception as exc:
+            results.append(exc)
+    return results
 
 
 async def _with_retry(send: Callable[[], Awaitable[asyncio.Future[Any]]], budget_s: float,
