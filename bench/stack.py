@@ -98,10 +98,10 @@ def running_stack(port: int, mock_port: int, models: dict[str, dict[str, str]] |
         for process in reversed(processes):
             process.send_signal(signal.SIGTERM)
             process.wait(30)
-        asyncio.run(_delete_topics(bootstrap, prefix))
+        asyncio.run(delete_topics(bootstrap, prefix))
 
 
-async def _delete_topics(bootstrap: str, prefix: str) -> None:
+async def delete_topics(bootstrap: str, prefix: str) -> None:
     admin = kafka_clients.admin(bootstrap)
     await admin.start()
     try:
