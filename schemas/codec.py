@@ -5,18 +5,26 @@ A record on any topic is the schemaless Avro encoding of one event; its headers 
 writer's schema and projects it onto the schema it knows (Avro resolution: fields added with a default
 are filled in). A newer version than the reader knows is read with the reader's newest schema: the
 evolution rule is that a version only appends fields, with defaults, so the known fields come first.
+
+Records of the current version are written and read by functions compiled from their schema
+(`schemas/compiled.py`, byte for byte what fastavro writes, three to four times faster); fastavro parses the
+schemas, resolves a record written with an older version, and covers any schema the compiler does not.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import fastavro
+
+from schemas import compiled
 
 _SCHEMA_DIR = Path(__file__).with_name("avro")
 
@@ -31,11 +39,16 @@ class UnknownEvent(ValueError):
     """A record whose headers name no event (or version) this codec knows."""
 
 
+Read = Callable[[bytes], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class EventSchema:
     name: str
     version: int
     parsed: Any
+    encoder: compiled.Encoder | None  # None: a schema the compiler does not cover (fastavro writes it)
+    decoder: compiled.Decoder | None
 
 
 @cache
@@ -43,7 +56,11 @@ def _schemas() -> dict[tuple[str, int], EventSchema]:
     found: dict[tuple[str, int], EventSchema] = {}
     for path in sorted(_SCHEMA_DIR.glob("*.avsc")):
         raw = json.loads(path.read_text())
-        schema = EventSchema(raw["name"], int(raw["version"]), fastavro.parse_schema(raw))
+        try:
+            encoder, decoder = compiled.compile_encoder(raw), compiled.compile_decoder(raw)
+        except NotImplementedError:
+            encoder = decoder = None
+        schema = EventSchema(raw["name"], int(raw["version"]), fastavro.parse_schema(raw), encoder, decoder)
         found[(schema.name, schema.version)] = schema
     return found
 
@@ -62,9 +79,15 @@ def event_names() -> list[str]:
 
 
 def encode(name: str, record: dict[str, Any]) -> bytes:
-    buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, current(name).parsed, record)
-    return buf.getvalue()
+    schema = current(name)
+    if schema.encoder is None:
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, schema.parsed, record)
+        return buf.getvalue()
+    try:
+        return schema.encoder(record)
+    except (KeyError, AttributeError) as exc:  # a field missing, not one of its symbols, or not a string
+        raise ValueError(f"cannot encode {name}: {type(exc).__name__} {exc}") from exc
 
 
 def headers(name: str, traceparent: str | None = None) -> Headers:
@@ -91,8 +114,11 @@ def decode(headers: Any, payload: bytes) -> tuple[str, dict[str, Any]]:
             version = value
     if name is None or version is None:
         raise UnknownEvent("record has no event/schema-version headers")
-    event, writer, reader = _resolution(_bytes(name), _bytes(version))
-    return event, fastavro.schemaless_reader(io.BytesIO(payload), writer, reader)  # type: ignore[return-value]
+    event, read = _resolution(_bytes(name), _bytes(version))
+    try:
+        return event, read(payload)
+    except (IndexError, struct.error) as exc:
+        raise EOFError(f"a {event} record that ends early or holds an unknown index: {exc}") from exc
 
 
 def _bytes(value: bytes | str) -> bytes:
@@ -100,9 +126,9 @@ def _bytes(value: bytes | str) -> bytes:
 
 
 @cache
-def _resolution(name: bytes, version: bytes) -> tuple[str, Any, Any]:
-    """(event name, writer schema, reader schema or None when they are the same) for a header pair: read
-    once per pair, since the analytics sink decodes tens of thousands of records a second."""
+def _resolution(name: bytes, version: bytes) -> tuple[str, Read]:
+    """(event name, how to read its payload) for a header pair: worked out once per pair, since the analytics
+    sink decodes tens of thousands of records a second."""
     event = name.decode()
     reader = current(event)
     try:
@@ -114,4 +140,8 @@ def _resolution(name: bytes, version: bytes) -> tuple[str, Any, Any]:
     writer = _schemas().get((event, number)) or (reader if number > reader.version else None)
     if writer is None:
         raise UnknownEvent(f"unknown schema {event} v{number}")
-    return event, writer.parsed, None if reader is writer else reader.parsed
+    if writer is reader and reader.decoder is not None:
+        return event, reader.decoder
+    writer_schema, reader_schema = writer.parsed, None if writer is reader else reader.parsed
+    return event, lambda payload: fastavro.schemaless_reader(  # type: ignore[return-value]
+        io.BytesIO(payload), writer_schema, reader_schema)
