@@ -4,10 +4,11 @@ reads it, generated once per schema from its fields.
 fastavro walks the parsed schema for every record it writes or reads (and prepares a decoder, options and the
 named types each call); on the gateway's small records that walk and set-up were most of the cost, and the
 codec was the largest single piece of the gateway's own code on a request's path. A function made for one
-schema does only the record's own work: 1.5 against 5.4 µs for a stream's chunk (`bench/results/`).
+schema does only the record's own work: 1.4 against 5.3 µs to write a stream's chunk
+(`bench/results/codec-20261201.md`).
 
 What it covers is what the gateway's schemas use: null, boolean, int, long, float, double, string, bytes, enum,
-records, arrays and maps of any of them, and unions of null with one other type. `compile_schema` raises
+records, arrays and maps of any of them, and unions of null with one other type. Both compilers raise
 `NotImplementedError` for anything else, and `schemas.codec` then keeps fastavro for that schema; fastavro
 also still reads records written with an older version of a schema (resolution). Writing follows fastavro's
 rules (a missing field takes its default, a missing nullable one null; float and double fields take ints),
