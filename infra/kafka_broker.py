@@ -154,8 +154,16 @@ def _cluster_id(cluster: list[Node]) -> str:
     stamp = cluster[0].dir.parent / "cluster-id" if len(cluster) > 1 else cluster[0].dir / "cluster-id"
     stamp.parent.mkdir(parents=True, exist_ok=True)
     if not stamp.exists():
-        stamp.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        stamp.write_text(new_cluster_id())
     return stamp.read_text()
+
+
+def new_cluster_id() -> str:
+    """A random cluster id in Kafka's form (16 bytes, URL-safe base64), never one starting with '-': the storage
+    tool would read that as an option ('argument --cluster-id/-t: expected one argument'), one start in 64."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return cluster_id
 
 
 def start(timeout_s: float = 90.0, count: int = 1) -> str:
