@@ -8,7 +8,7 @@ evolution rule is that a version only appends fields, with defaults, so the know
 
 Records of the current version are written and read by functions compiled from their schema
 (`schemas/compiled.py`, byte for byte what fastavro writes, three to four times faster); fastavro parses the
-schemas, resolves a record written with an older version, and covers any schema the compiler does not.
+schemas and resolves a record written with an older version.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ class EventSchema:
     name: str
     version: int
     parsed: Any
-    encoder: compiled.Encoder | None  # None: a schema the compiler does not cover (fastavro writes it)
-    decoder: compiled.Decoder | None
+    encoder: compiled.Encoder
+    decoder: compiled.Decoder
 
 
 @cache
@@ -56,11 +56,8 @@ def _schemas() -> dict[tuple[str, int], EventSchema]:
     found: dict[tuple[str, int], EventSchema] = {}
     for path in sorted(_SCHEMA_DIR.glob("*.avsc")):
         raw = json.loads(path.read_text())
-        try:
-            encoder, decoder = compiled.compile_encoder(raw), compiled.compile_decoder(raw)
-        except NotImplementedError:
-            encoder = decoder = None
-        schema = EventSchema(raw["name"], int(raw["version"]), fastavro.parse_schema(raw), encoder, decoder)
+        schema = EventSchema(raw["name"], int(raw["version"]), fastavro.parse_schema(raw),
+                             compiled.compile_encoder(raw), compiled.compile_decoder(raw))
         found[(schema.name, schema.version)] = schema
     return found
 
@@ -79,13 +76,8 @@ def event_names() -> list[str]:
 
 
 def encode(name: str, record: dict[str, Any]) -> bytes:
-    schema = current(name)
-    if schema.encoder is None:
-        buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, schema.parsed, record)
-        return buf.getvalue()
     try:
-        return schema.encoder(record)
+        return current(name).encoder(record)
     except (KeyError, AttributeError) as exc:  # a field missing, not one of its symbols, or not a string
         raise ValueError(f"cannot encode {name}: {type(exc).__name__} {exc}") from exc
 
@@ -140,7 +132,7 @@ def _resolution(name: bytes, version: bytes) -> tuple[str, Read]:
     writer = _schemas().get((event, number)) or (reader if number > reader.version else None)
     if writer is None:
         raise UnknownEvent(f"unknown schema {event} v{number}")
-    if writer is reader and reader.decoder is not None:
+    if writer is reader:
         return event, reader.decoder
     writer_schema, reader_schema = writer.parsed, None if writer is reader else reader.parsed
     return event, lambda payload: fastavro.schemaless_reader(  # type: ignore[return-value]

@@ -8,11 +8,12 @@ schema does only the record's own work: 1.4 against 5.3 µs to write a stream's 
 (`bench/results/codec-20261201.md`).
 
 What it covers is what the gateway's schemas use: null, boolean, int, long, float, double, string, bytes, enum,
-records, arrays and maps of any of them, and unions of null with one other type. Both compilers raise
-`NotImplementedError` for anything else, and `schemas.codec` then keeps fastavro for that schema; fastavro
-also still reads records written with an older version of a schema (resolution). Writing follows fastavro's
-rules (a missing field takes its default, a missing nullable one null; float and double fields take ints),
-and `tests/schemas/test_compiled.py` holds both functions to fastavro, byte for byte, on every schema.
+records, arrays and maps of any of them, and unions of null with one other type; a schema using anything else
+stops the codec from loading with `NotImplementedError` naming it (extend the compiler, and its test, first).
+fastavro still parses the schemas and reads records written with an older version of one (resolution).
+Writing follows fastavro's rules (a missing field takes its default, a missing nullable one null; float and
+double fields take ints), and `tests/schemas/test_compiled.py` holds both functions to fastavro, byte for byte,
+on every schema.
 
 Reading checks what a garbled record could do to it: a negative length or a count larger than the bytes left
 raises `EOFError` or `ValueError` (as fastavro's do), and trailing bytes are left unread (a newer writer's
