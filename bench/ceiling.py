@@ -31,7 +31,7 @@ import aiohttp
 from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 
-from bench.stack import wait_http
+from bench.stack import delete_topics, wait_http
 from infra import kafka_clients
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -141,15 +141,6 @@ async def _create_topics(bootstrap: str, topics: str) -> None:
         await admin.close()
 
 
-async def _delete_topics(bootstrap: str, topics: str) -> None:
-    admin = kafka_clients.admin(bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([f"{topics}{name}" for name in ("requests", "replies")])
-    finally:
-        await admin.close()
-
-
 @contextmanager
 def running_ceiling(bootstrap: str, mock: str, api_key: str, port: int, env: dict[str, str]
                     ) -> Iterator[tuple[str, dict[str, int]]]:
@@ -169,7 +160,7 @@ def running_ceiling(bootstrap: str, mock: str, api_key: str, port: int, env: dic
         for process in (front, worker):
             process.send_signal(signal.SIGTERM)
             process.wait(30)
-        asyncio.run(_delete_topics(bootstrap, topics))
+        asyncio.run(delete_topics(bootstrap, topics))
 
 
 def main() -> None:

@@ -216,30 +216,38 @@ def _sender(producer: AIOKafkaProducer, topic: str, event: str, record: dict[str
 async def _produce_all(sends: list[Callable[[], Awaitable[asyncio.Future[Any]]]], budget_s: float
                        ) -> list[BaseException | None]:
     """Every record enqueued at once, then each acknowledgement awaited, in this task (a task per record, as
-    `gather` makes, cost more than the sends); a record that fails goes on through `_with_retry` with the
-    budget that is left. One result per record: None when Kafka holds it, else what it raised."""
+    `gather` makes, cost more than the sends). One result per record: None when Kafka holds it, else why not."""
     started = time.monotonic()
-    deliveries: list[asyncio.Future[Any] | KafkaError] = []
+    deliveries: list[asyncio.Future[Any] | BaseException] = []
     for send in sends:
         try:
             deliveries.append(await send())
-        except KafkaError as exc:
-            deliveries.append(exc)
-    results: list[BaseException | None] = []
-    for send, delivery in zip(sends, deliveries, strict=True):
-        try:
-            try:
-                if isinstance(delivery, KafkaError):
-                    raise delivery
-                await delivery
-            except TOO_LARGE:
-                raise
-            except KafkaError:
-                await _with_retry(send, budget_s - (time.monotonic() - started))
-            results.append(None)
         except Exception as exc:
-            results.append(exc)
-    return results
+            deliveries.append(exc)
+    return [await _settle(send, delivery, budget_s - (time.monotonic() - started))
+            for send, delivery in zip(sends, deliveries, strict=True)]
+
+
+async def _settle(send: Callable[[], Awaitable[asyncio.Future[Any]]], delivery: asyncio.Future[Any] | BaseException,
+                  budget_s: float) -> BaseException | None:
+    """One record's first send settled: a transient Kafka error sends it again through `_with_retry` with the
+    budget left; too large, or anything else, is the result."""
+    try:
+        if isinstance(delivery, BaseException):
+            raise delivery
+        await delivery
+        return None
+    except TOO_LARGE as exc:
+        return exc
+    except KafkaError:
+        pass
+    except Exception as exc:
+        return exc
+    try:
+        await _with_retry(send, budget_s)
+        return None
+    except Exception as exc:
+        return exc
 
 
 async def _with_retry(send: Callable[[], Awaitable[asyncio.Future[Any]]], budget_s: float,

@@ -252,7 +252,7 @@ def _read(src: _Source, schema: Any, target: str, depth: int) -> None:
             _read(src, field["type"], value, depth)
         src.add(depth, f"{target} = {{{', '.join(f'{name!r}: {value}' for name, value in values)}}}")
     else:  # array, map
-        items, count, key = src.name("l"), src.name("n"), src.name("k")
+        items, count = src.name("l"), src.name("n")
         src.add(depth, f"{items} = {'[]' if kind == 'array' else '{}'}")
         src.add(depth, f"{count}, p = read_count(data, p)")
         src.add(depth, f"while {count}:")
@@ -262,6 +262,7 @@ def _read(src: _Source, schema: Any, target: str, depth: int) -> None:
             _read(src, schema["items"], item, depth + 2)
             src.add(depth + 2, f"{items}.append({item})")
         else:
+            key = src.name("k")
             _read(src, "string", key, depth + 2)
             _read(src, schema["values"], f"{items}[{key}]", depth + 2)
         src.add(depth + 1, f"{count}, p = read_count(data, p)")
