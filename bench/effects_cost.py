@@ -19,13 +19,13 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import uvloop
 
 from bench.stack import delete_topics
 from infra import heap, kafka_broker, kafka_clients
 from infra.config import Environment, GatewayConfig, Settings
+from infra.record_batcher import RecordBatcher
 from processors import effects
 from processors.chunks import ChunkCoalescer
 from processors.router import AUDIT_LINGER_MS
@@ -42,7 +42,7 @@ async def _cpu_per(unit_count: int, work: Callable[[], Awaitable[object]]) -> fl
     return (time.process_time() - started) / unit_count * 1e6
 
 
-async def _audits(settings: Settings, producer: Any, requests: int, concurrency: int = 64) -> float:
+async def _audits(settings: Settings, producer: RecordBatcher, requests: int, concurrency: int = 64) -> float:
     """µs of CPU per request to produce its attempt and usage records and wait for them to be held."""
     topics = settings.topics
     numbers = iter(range(requests))
@@ -93,11 +93,12 @@ async def _measure(rounds: int) -> list[tuple[float, float]]:
     await replies.start()
     await audit.start()
     try:
-        out = effects.Effects(settings, replies, audit)
-        await _audits(settings, audit, 1000)  # warm-up: connections, metadata, the codec's schemas
+        audit_records = RecordBatcher(audit, AUDIT_LINGER_MS / 1000)  # as the router sends them
+        out = effects.Effects(settings, replies, audit_records)
+        await _audits(settings, audit_records, 1000)  # warm-up: connections, metadata, the codec's schemas
         await _chunks(out, settings.topics.replies, 20)
         heap.serving()  # the cycle collector set as the router's is
-        return [(await _audits(settings, audit, 6000), await _chunks(out, settings.topics.replies, 200))
+        return [(await _audits(settings, audit_records, 6000), await _chunks(out, settings.topics.replies, 200))
                 for _ in range(rounds)]
     finally:
         await replies.stop()

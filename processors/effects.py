@@ -29,6 +29,7 @@ from aiokafka.errors import (
 )
 
 from infra.config import Settings
+from infra.record_batcher import RecordBatcher
 from processors.answered import REQUEST_ID_HEADER
 from processors.handler import Outcome, now_ms
 from schemas import codec
@@ -44,7 +45,7 @@ class EffectsLost(Exception):
 
 
 class Effects:
-    def __init__(self, settings: Settings, replies: AIOKafkaProducer, audit: AIOKafkaProducer) -> None:
+    def __init__(self, settings: Settings, replies: AIOKafkaProducer, audit: RecordBatcher) -> None:
         self._settings = settings
         self._replies = replies
         self._audit = audit
@@ -207,7 +208,7 @@ def _fail(outcome: Outcome, status: int, code: str, message: str) -> None:
                      "code": code, "message": message, "attempts": len(outcome.attempts), "failed_at_ms": now_ms()}
 
 
-def _sender(producer: AIOKafkaProducer, topic: str, event: str, record: dict[str, Any], key: bytes,
+def _sender(producer: RecordBatcher, topic: str, event: str, record: dict[str, Any], key: bytes,
             traceparent: str | None, extra_headers: codec.Headers = ()) -> Callable[[], Awaitable[asyncio.Future[Any]]]:
     payload, headers = codec.encode(event, record), [*codec.headers(event, traceparent), *extra_headers]
     return lambda: producer.send(topic, payload, key=key, headers=headers)
