@@ -4,19 +4,20 @@
 `send()` costs some 15-20 µs of Python per record on this machine (the metadata wait, the serializer's size
 check, the partitioner's sets, the accumulator's bookkeeping, a future per record set on the acknowledgement)
 against under 3 µs to append the record to a batch; the router sends an attempt and a usage record for every
-request. Here a record is appended to its partition's open batch and gets that batch's future. The batch goes
-to the producer (`send_batch`, closed, so the producer neither adds to it nor lingers on it) once it is
-`linger_s` old and the partition's batch before it is held by Kafka: one batch per partition with the
-producer at a time, what is sent meanwhile waits in the next (the producer keeps one request in flight per
-broker anyway). `python -m bench.effects_cost`: a request's two audit records 121-133 → 75-83 µs of CPU
-(`bench/results/batcher-20261201.md`).
+request. Here a record is appended to its partition's open batch and gets a future of its own, settled with the
+batch's acknowledgement. The batch goes to the producer (`send_batch`, closed, so the producer neither adds to
+it nor lingers on it) once it is `linger_s` old and the partition's batch before it is held by Kafka: one batch
+per partition with the producer at a time, what is sent meanwhile waits in the next (the producer keeps one
+request in flight per broker anyway). `python -m bench.effects_cost`: a request's two audit records 121-133 →
+75-83 µs of CPU (`bench/results/batcher-20261201.md`).
 
 Not for the request path: with no linger, handing each batch over once the last is held costs the caller a turn
-of the event loop per round trip, and the same bench measured 20 % more CPU per record than `send()`.
+of the event loop per round trip, and a closed loop of 64 senders measured 20-70 % more CPU per record than
+`send()`.
 
-A large record (over `largest_batched`), an unkeyed one, or one for a topic or partition the producer has no
-metadata for goes through `send()` unchanged, with its checks and errors. The future resolves to None once
-Kafka holds the record (not to its offset).
+A large record (its value over `largest_batched`), an unkeyed one, or one for a topic or partition the producer
+has no metadata for goes through `send()` unchanged, with its checks and errors. The future resolves to None
+once Kafka holds the record (not to its offset).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from infra.partitioner import murmur2
 
 Headers = list[tuple[str, bytes]]  # a list: the batch builder takes no other sequence
-LARGEST_BATCHED = 64 << 10  # bytes of key, value and headers; larger records go through send()
+LARGEST_BATCHED = 64 << 10  # a record's value; larger go through send() (keys and headers are small beside 1 MiB)
 TopicPartition = tuple[str, int]
 
 
@@ -87,8 +88,7 @@ class RecordBatcher:
         future is done once Kafka holds the record."""
         known = self._known(topic)
         headers = headers or []
-        size = len(value) + (len(key) if key is not None else 0) + sum(len(k) + len(v) for k, v in headers)
-        if known is None or size > self._largest or (key is None and partition is None) \
+        if known is None or len(value) > self._largest or (key is None and partition is None) \
                 or (partition is not None and partition not in known[1]):
             return await self.producer.send(topic, value, key=key, partition=partition, headers=headers)
         if partition is None:
