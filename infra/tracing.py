@@ -3,9 +3,8 @@ the W3C `traceparent` the request event carries in its Kafka headers.
 
 Off by default: `span` is then one shared null context (even the API's no-op tracer attaches and detaches a
 context per span, which py-spy put at 4 % of the router's CPU; a generator context manager made per span was
-still 1 %). With `OTEL_EXPORTER_OTLP_ENDPOINT` (or
-`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set, spans go to that OTLP/HTTP collector in batches; the
-standard `OTEL_*` variables (service name, batch delay, sampling) apply.
+still 1 %). With `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set, spans go to that
+OTLP/HTTP collector in batches; the standard `OTEL_*` variables (service name, batch delay, sampling) apply.
 """
 
 from __future__ import annotations
