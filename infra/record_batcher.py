@@ -29,7 +29,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from infra.partitioner import murmur2
+from infra.partitioner import partition as placed
 
 Headers = list[tuple[str, bytes]]  # a list: the batch builder takes no other sequence
 LARGEST_BATCHED = 64 << 10  # a record's value; larger go through send() (keys and headers are small beside 1 MiB)
@@ -92,9 +92,7 @@ class RecordBatcher:
                 or (partition is not None and partition not in known[1]):
             return await self.producer.send(topic, value, key=key, partition=partition, headers=headers)
         if partition is None:
-            assert key is not None
-            ordered = known[0]
-            partition = ordered[(murmur2(key) & 0x7FFFFFFF) % len(ordered)]
+            partition = placed(key, known[0], known[0])
         tp = (topic, partition)
         state = self._partitions.get(tp)
         if state is None:
