@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.ceiling import running_ceiling
-from bench.stack import KEY, MOCK_KEY, process_usage, running_stack
+from bench.stack import KEY, MOCK_KEY, machine_cpu, process_usage, running_stack
 
 HERE = Path(__file__).resolve().parent
 FLOOR = HERE.parent.parent / "shared" / "kafka-floor" / "floor.py"
@@ -61,20 +61,24 @@ def _floor(bootstrap: str, connections: int, duration: int) -> dict[str, float] 
 
 
 def _measured(url: str, headers: dict[str, str], level: int, duration: int, workdir: Path,
-              pids: dict[str, int]) -> dict[str, float]:
-    """wrk against a two-process path (the gateway, the ceiling), with the CPU milliseconds each of its
-    processes spent per request."""
+              pids: dict[str, int]) -> dict[str, Any]:
+    """wrk against one path, with the CPU milliseconds per request each process in `pids` spent and the whole
+    machine spent (every process on it and the kernel), and the share of the cores left idle."""
     before = {name: process_usage(pid)[0] for name, pid in pids.items()}
+    machine_before = machine_cpu()
     run = _wrk(url, headers, level, duration, workdir)
+    busy, idle, stolen = (after - before for after, before in zip(machine_cpu(), machine_before, strict=True))
     requests = max(1.0, run["rps"] * duration)
-    return {**run, "cpu": [(process_usage(pid)[0] - before[name]) * 1000 / requests for name, pid in pids.items()]}
+    cpu = {name: (process_usage(pid)[0] - before[name]) * 1000 / requests for name, pid in pids.items()}
+    elapsed = max(busy + idle + stolen, 1e-9)
+    return {**run, "cpu": cpu, "machine": busy * 1000 / requests, "idle": idle / elapsed, "stolen": stolen / elapsed}
 
 
 @dataclass(frozen=True)
 class Row:
     level: int
     rep: int
-    direct: dict[str, float]
+    direct: dict[str, Any]
     gateway: dict[str, Any]
     ceiling: dict[str, Any]
     floor: dict[str, float] | None
@@ -108,9 +112,11 @@ def main() -> None:
         bootstrap = stack.env["KAFKA_BOOTSTRAP_SERVERS"]
         for level in [int(n) for n in args.levels.split(",")]:
             for rep in range(args.reps):
-                rows.append(Row(level, rep + 1, _wrk(*direct, level, args.duration, stack.workdir),
-                                _measured(*gateway, level, args.duration, stack.workdir, stack.pids),
-                                _measured(*ceiling, level, args.duration, stack.workdir, ceiling_pids),
+                rows.append(Row(level, rep + 1, _measured(*direct, level, args.duration, stack.workdir, stack.shared),
+                                _measured(*gateway, level, args.duration, stack.workdir,
+                                          {**stack.pids, **stack.shared}),
+                                _measured(*ceiling, level, args.duration, stack.workdir,
+                                          {**ceiling_pids, **stack.shared}),
                                 _floor(bootstrap, level, args.duration)))
     _print(rows, args.duration)
 
@@ -128,12 +134,36 @@ def _print(rows: list[Row], duration: int) -> None:
         print(f"| {row.level} | {row.rep} | {direct['rps']:.0f}, {direct['p50']:.2f} | {gw['rps']:.0f} "
               f"| {gw['p50'] - direct['p50']:.2f} / {gw['p99'] - direct['p99']:.2f} | {ceiling['rps']:.0f} "
               f"| {ceiling['p50'] - direct['p50']:.2f} / {ceiling['p99'] - direct['p99']:.2f} | {floor_cells} "
-              f"| {gw['rps'] / ceiling['rps']:.2f} | {gw['cpu'][0]:.2f}, {gw['cpu'][1]:.2f} "
-              f"| {ceiling['cpu'][1]:.2f}, {ceiling['cpu'][0]:.2f} | {errors} |")
+              f"| {gw['rps'] / ceiling['rps']:.2f} | {gw['cpu']['router']:.2f}, {gw['cpu']['ingress']:.2f} "
+              f"| {ceiling['cpu']['ceiling worker']:.2f}, {ceiling['cpu']['ceiling front']:.2f} | {errors} |")
     print("\nlatencies in ms; added = minus direct (the mock called by wrk) in the same run; ceiling = "
           "`bench/ceiling.py`, the same two hops, uvicorn and aiohttp with none of the gateway's code; floor = "
           "../shared/kafka-floor/floor.py (the two Kafka hops alone, aiokafka) on the same broker right after" +
           ("" if FLOOR.exists() else f" — not run: {FLOOR} is not there"))
+    _print_machine(rows)
+
+
+def _print_machine(rows: list[Row]) -> None:
+    """Where the machine's CPU went per request on each path, and the requests a second its cores allow at
+    that cost: what any speed-up has to take away from."""
+    cores = os.cpu_count() or 1
+    print(f"\nThe machine's CPU per request, ms ({cores} cores)\n")
+    print("| conns | rep | path | req/s | router / worker | ingress / front | broker | mock | machine | idle "
+          f"| stolen | req/s {cores} cores allow at this cost |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        for path, run, own in (("direct", row.direct, ()), ("gateway", row.gateway, ("router", "ingress")),
+                               ("ceiling", row.ceiling, ("ceiling worker", "ceiling front"))):
+            cpu = run["cpu"]
+            cells = [f"{cpu[name]:.3f}" for name in own] or ["-", "-"]
+            shared = [f"{cpu[name]:.3f}" if name in cpu else "-" for name in ("broker", "mock")]
+            print(f"| {row.level} | {row.rep} | {path} | {run['rps']:.0f} | {' | '.join(cells)} | {' | '.join(shared)} "
+                  f"| {run['machine']:.3f} | {run['idle']:.0%} | {run['stolen']:.0%} "
+                  f"| {cores * 1000 / run['machine']:.0f} |")
+    print("\nmachine: every process on the cores and the kernel's own work (wrk's included); broker: the local one "
+          "(not shown when KAFKA_BOOTSTRAP_SERVERS names another); idle and stolen: shares of the cores' time, "
+          "stolen being what the hypervisor gave to other guests while this one wanted to run (the processes' "
+          "CPU times may count some of it; the machine's does not)")
 
 
 if __name__ == "__main__":

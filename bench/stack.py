@@ -34,6 +34,16 @@ class Stack:
     workdir: Path
     env: dict[str, str]
     pids: dict[str, int]  # the router's and the ingress's, by name
+    shared: dict[str, int]  # what every path a bench compares runs through: the mock's and the local broker's pids
+
+
+def machine_cpu() -> tuple[float, float, float]:
+    """(CPU seconds the machine's cores spent working so far, the kernel's work included; seconds idle; seconds
+    the hypervisor gave to other guests while this one wanted to run), from /proc/stat."""
+    user, nice, system, idle, iowait, irq, softirq, steal = (
+        int(f) for f in Path("/proc/stat").read_text().split()[1:9])
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / ticks, (idle + iowait) / ticks, steal / ticks
 
 
 def process_usage(pid: int) -> tuple[float, float]:
@@ -93,7 +103,9 @@ def running_stack(port: int, mock_port: int, models: dict[str, dict[str, str]] |
     try:
         gateway = f"http://127.0.0.1:{port}"
         wait_http(gateway + "/ready")
-        yield Stack(gateway, mock, workdir, env, {"router": processes[1].pid, "ingress": processes[2].pid})
+        broker = kafka_broker.pid() if bootstrap == kafka_broker.bootstrap() else None
+        yield Stack(gateway, mock, workdir, env, {"router": processes[1].pid, "ingress": processes[2].pid},
+                    {"mock": processes[0].pid, **({"broker": broker} if broker is not None else {})})
     finally:
         for process in reversed(processes):
             process.send_signal(signal.SIGTERM)

@@ -132,6 +132,11 @@ def run_node(properties: Path, log: Path) -> subprocess.Popen[bytes]:
                                 start_new_session=True)
 
 
+def pid(count: int = 1) -> int | None:
+    """The process id of the local broker's first node, when it runs (benchmarks read its CPU)."""
+    return _pid(nodes(count)[0])
+
+
 def _pid(node: Node) -> int | None:
     try:
         pid = int((node.dir / "broker.pid").read_text())
