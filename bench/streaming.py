@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 import uvloop
 
-from bench.stack import KEY, MOCK_KEY, process_usage, quantile, running_stack
+from bench.stack import KEY, MOCK_KEY, machine_cpu, process_usage, quantile, running_stack
 
 
 async def _one(session: aiohttp.ClientSession, url: str, key: str, model: str) -> tuple[float, float]:
@@ -66,6 +66,7 @@ def main() -> None:
     upstream_model = f"gpt-4o-mini-tokens-{args.tokens}" + (f"-delay-{args.delay_ms}ms" if args.delay_ms else "")
     rows = []
     used: list[tuple[int, dict[str, tuple[float, float, float]]]] = []
+    stolen: list[dict[str, float]] = []  # per level, per target: the share of the cores' time the hypervisor took
     with running_stack(args.port, args.mock_port, {"bench-stream": {"provider": "openai",
                                                                     "upstream_model": upstream_model}}) as stack:
         targets = {"direct": (stack.mock + "/chat/completions", MOCK_KEY, upstream_model),
@@ -75,32 +76,39 @@ def main() -> None:
         for level in [int(n) for n in args.levels.split(",")]:
             streams = level if args.at_once else args.streams
             runs = {}
+            stolen.append({})
             for name, (url, key, model) in targets.items():
                 before = {process: process_usage(pid) for process, pid in stack.pids.items()}
+                machine = machine_cpu()
                 runs[name] = uvloop.run(_level(url, key, model, streams, level))
+                busy, idle, steal = (after - start for after, start in zip(machine_cpu(), machine, strict=True))
+                stolen[-1][name] = steal / max(busy + idle + steal, 1e-9)
                 if name == "gateway":
                     used.append((level, {process: (process_usage(pid)[0] - before[process][0], before[process][1],
                                                    process_usage(pid)[1]) for process, pid in stack.pids.items()}))
             rows.append((level, runs))
-    _print(rows, used, args)
+    _print(rows, used, stolen, args)
 
 
 def _print(rows: list[tuple[int, dict[str, tuple[list[float], list[float]]]]],
-           used: list[tuple[int, dict[str, tuple[float, float, float]]]], args: argparse.Namespace) -> None:
+           used: list[tuple[int, dict[str, tuple[float, float, float]]]], stolen: list[dict[str, float]],
+           args: argparse.Namespace) -> None:
     per_level = "each level's streams at once" if args.at_once else f"{args.streams} streams per level"
     delay = f", {args.delay_ms} ms between tokens" if args.delay_ms else ""
     print(f"\nStreaming, {args.tokens} tokens per stream{delay}, {per_level}, Kafka in the path\n")
     print("| streams | direct TTFT p50 / p99 | gateway TTFT p50 / p99 | added TTFT p50 / p99 "
-          "| direct TTLT p50 | gateway TTLT p50 | added TTLT p50 / p99 |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for level, runs in rows:
+          "| direct TTLT p50 | gateway TTLT p50 | added TTLT p50 / p99 | stolen: direct, gateway |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (level, runs), taken in zip(rows, stolen, strict=True):
         (dft, dlt), (gft, glt) = runs["direct"], runs["gateway"]
         print(f"| {level} | {quantile(dft, .5):.2f} / {quantile(dft, .99):.2f} "
               f"| {quantile(gft, .5):.2f} / {quantile(gft, .99):.2f} "
               f"| {quantile(gft, .5) - quantile(dft, .5):.2f} / {quantile(gft, .99) - quantile(dft, .99):.2f} "
               f"| {quantile(dlt, .5):.2f} | {quantile(glt, .5):.2f} "
-              f"| {quantile(glt, .5) - quantile(dlt, .5):.2f} / {quantile(glt, .99) - quantile(dlt, .99):.2f} |")
-    print("\nms; TTFT = time to the first content chunk, TTLT = time to data: [DONE]\n")
+              f"| {quantile(glt, .5) - quantile(dlt, .5):.2f} / {quantile(glt, .99) - quantile(dlt, .99):.2f} "
+              f"| {taken['direct']:.0%}, {taken['gateway']:.0%} |")
+    print("\nms; TTFT = time to the first content chunk, TTLT = time to data: [DONE]; stolen = the share of the "
+          "cores' time the hypervisor gave to other guests during the run (/proc/stat)\n")
     print("| streams | router CPU s | router RSS MiB before → after | ingress CPU s | ingress RSS MiB before → after |")
     print("|---:|---:|---:|---:|---:|")
     for level, processes in used:
