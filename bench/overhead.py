@@ -107,6 +107,9 @@ def main() -> None:
         direct = (stack.mock + "/chat/completions", {"Authorization": f"Bearer {MOCK_KEY}"})
         gateway = (stack.gateway + "/v1/chat/completions", {"Authorization": f"Bearer {KEY}"})
         ceiling = (ceiling_url + "/v1/chat/completions", {})
+        if stack.broker_started:  # a broker costs 2-4x the CPU per request until its JIT has compiled (~1 min)
+            print("bench: the broker was just started; a minute of load through the gateway first", file=sys.stderr)
+            _wrk(*gateway, 64, 60, stack.workdir)
         for url, headers in (direct, gateway, ceiling):  # warm-up: connections and lazy imports
             _wrk(url, headers, 16, 3, stack.workdir)
         bootstrap = stack.env["KAFKA_BOOTSTRAP_SERVERS"]

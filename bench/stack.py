@@ -35,6 +35,7 @@ class Stack:
     env: dict[str, str]
     pids: dict[str, int]  # the router's and the ingress's, by name
     shared: dict[str, int]  # what every path a bench compares runs through: the mock's and the local broker's pids
+    broker_started: bool  # the bench started the local broker: its JIT has compiled nothing yet
 
 
 def machine_cpu() -> tuple[float, float, float]:
@@ -77,6 +78,7 @@ def running_stack(port: int, mock_port: int, models: dict[str, dict[str, str]] |
                   ) -> Iterator[Stack]:
     """`gateway_command`: how the router and the ingress are started, before their subcommand (`bench.timeline`
     starts them through its probes)."""
+    broker_started = not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and not kafka_broker.running()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or kafka_broker.start()
     prefix = f"bench-{uuid.uuid4().hex[:6]}."
     asyncio.run(kafka_clients.ensure_topics(bootstrap, TopicNames.for_prefix(prefix)))
@@ -105,7 +107,7 @@ def running_stack(port: int, mock_port: int, models: dict[str, dict[str, str]] |
         wait_http(gateway + "/ready")
         broker = kafka_broker.pid() if bootstrap == kafka_broker.bootstrap() else None
         yield Stack(gateway, mock, workdir, env, {"router": processes[1].pid, "ingress": processes[2].pid},
-                    {"mock": processes[0].pid, **({"broker": broker} if broker is not None else {})})
+                    {"mock": processes[0].pid, **({"broker": broker} if broker is not None else {})}, broker_started)
     finally:
         for process in reversed(processes):
             process.send_signal(signal.SIGTERM)
