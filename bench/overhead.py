@@ -63,7 +63,8 @@ def _floor(bootstrap: str, connections: int, duration: int) -> dict[str, float] 
 def _measured(url: str, headers: dict[str, str], level: int, duration: int, workdir: Path,
               pids: dict[str, int]) -> dict[str, Any]:
     """wrk against one path, with the CPU milliseconds per request each process in `pids` spent and the whole
-    machine spent (every process on it and the kernel), and the share of the cores left idle."""
+    machine spent (every process on it and the kernel), and the shares of the cores' time left idle and taken
+    by the hypervisor."""
     before = {name: process_usage(pid)[0] for name, pid in pids.items()}
     machine_before = machine_cpu()
     run = _wrk(url, headers, level, duration, workdir)

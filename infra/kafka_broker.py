@@ -132,9 +132,9 @@ def run_node(properties: Path, log: Path) -> subprocess.Popen[bytes]:
                                 start_new_session=True)
 
 
-def pid(count: int = 1) -> int | None:
-    """The process id of the local broker's first node, when it runs (benchmarks read its CPU)."""
-    return _pid(nodes(count)[0])
+def pid() -> int | None:
+    """The local single-node broker's process id, when it runs (benchmarks read its CPU)."""
+    return _pid(nodes()[0])
 
 
 def _pid(node: Node) -> int | None:
