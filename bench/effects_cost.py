@@ -1,10 +1,9 @@
 """CPU the router spends putting a request's effects on Kafka, measured in one process against the real broker:
 a request's audit records (its attempt and its usage, through the router's record batcher and audit producer,
-64 requests at once) and a
-stream's chunks (through the reply producer and the stream's coalescer, 200 streams of 64 tokens 20 ms
-apart), with the cycle collector set as in the router. The figure is this process's CPU time per request or
-per token, so the other processes on the machine (the broker excepted, which it does not count) do not blur
-it; rounds alternate to show the drift.
+64 requests at once) and a stream's chunks (through the reply producer and the stream's coalescer, 200 streams
+of 64 tokens 20 ms apart), with the cycle collector set as in the router. The figure is this process's CPU time
+per request or per token, so the other processes on the machine (the broker excepted, which it does not count)
+do not blur it; rounds alternate to show the drift.
 
     python -m bench.effects_cost [--rounds 3]
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.ceiling import running_ceiling
-from bench.stack import KEY, MOCK_KEY, machine_cpu, process_usage, running_stack
+from bench.stack import KEY, MOCK_KEY, machine_cpu, machine_since, process_usage, running_stack
 
 HERE = Path(__file__).resolve().parent
 FLOOR = HERE.parent.parent / "shared" / "kafka-floor" / "floor.py"
@@ -68,7 +68,7 @@ def _measured(url: str, headers: dict[str, str], level: int, duration: int, work
     before = {name: process_usage(pid)[0] for name, pid in pids.items()}
     machine_before = machine_cpu()
     run = _wrk(url, headers, level, duration, workdir)
-    busy, idle, stolen = (after - before for after, before in zip(machine_cpu(), machine_before, strict=True))
+    busy, idle, stolen = machine_since(machine_before)
     requests = max(1.0, run["rps"] * duration)
     cpu = {name: (process_usage(pid)[0] - before[name]) * 1000 / requests for name, pid in pids.items()}
     elapsed = max(busy + idle + stolen, 1e-9)

@@ -47,6 +47,12 @@ def machine_cpu() -> tuple[float, float, float]:
     return (user + nice + system + irq + softirq) / ticks, (idle + iowait) / ticks, steal / ticks
 
 
+def machine_since(before: tuple[float, float, float]) -> tuple[float, float, float]:
+    """`machine_cpu()`'s three figures since `before` (an earlier reading of it)."""
+    busy, idle, stolen = machine_cpu()
+    return busy - before[0], idle - before[1], stolen - before[2]
+
+
 def process_usage(pid: int) -> tuple[float, float]:
     """(CPU seconds so far, user and system, resident MiB now) of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 import uvloop
 
-from bench.stack import KEY, MOCK_KEY, machine_cpu, process_usage, quantile, running_stack
+from bench.stack import KEY, MOCK_KEY, machine_cpu, machine_since, process_usage, quantile, running_stack
 
 
 async def _one(session: aiohttp.ClientSession, url: str, key: str, model: str) -> tuple[float, float]:
@@ -81,7 +81,7 @@ def main() -> None:
                 before = {process: process_usage(pid) for process, pid in stack.pids.items()}
                 machine = machine_cpu()
                 runs[name] = uvloop.run(_level(url, key, model, streams, level))
-                busy, idle, steal = (after - start for after, start in zip(machine_cpu(), machine, strict=True))
+                busy, idle, steal = machine_since(machine)
                 stolen[-1][name] = steal / max(busy + idle + steal, 1e-9)
                 if name == "gateway":
                     used.append((level, {process: (process_usage(pid)[0] - before[process][0], before[process][1],
