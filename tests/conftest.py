@@ -30,6 +30,13 @@ OTHER_PROJECT_KEY = "sk-test-other-project"
 MOCK_OPENAI_KEY = "sk-mock-openai"
 
 
+# The "refusing" provider's address: bound and never listening, so every connection to it is refused, and held
+# for the whole session, so no server a later test starts on a free port can take it (one did, and answered 404).
+_REFUSING = socket.socket()
+_REFUSING.bind(("127.0.0.1", 0))
+REFUSING_PORT = _REFUSING.getsockname()[1]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -181,7 +188,7 @@ def write_config(path: Path, openai_base: str, extra_providers: dict[str, Any] |
         ],
         "providers": {
             "openai": {"kind": "openai", "base_url": openai_base, "api_key_env": "TEST_OPENAI_KEY"},
-            "refusing": {"kind": "openai_compatible", "base_url": f"http://127.0.0.1:{free_port()}/v1"},
+            "refusing": {"kind": "openai_compatible", "base_url": f"http://127.0.0.1:{REFUSING_PORT}/v1"},
             "impatient": {"kind": "openai", "base_url": openai_base, "api_key_env": "TEST_OPENAI_KEY",
                           "first_byte_timeout_s": 0.3},
             "strict-idle": {"kind": "openai", "base_url": openai_base, "api_key_env": "TEST_OPENAI_KEY",
