@@ -73,6 +73,19 @@ def producer(bootstrap: str, linger_ms: int = 0, kafka: Kafka = DEFAULTS, reques
 TRAILING_MS = 100  # how far a reader that may trail a busy topic (a view, a settlement) lets the broker hold it
 
 
+# aiokafka's sender writes a record's produce request on the third turn of the event loop after `send` enqueued it
+# (its wait wakes; it drains the batch into a request task; the task writes): tests/infra/test_kafka_clients.py.
+SENDER_TURNS = 3
+
+
+async def let_sender_write() -> None:
+    """Give the producers' senders the loop turns they need to write what was just enqueued, for a task about
+    to keep the loop busy (a stream's reader going on through tokens the provider sent at once: without this,
+    the first token's record waits until the reader has parsed them all)."""
+    for _ in range(SENDER_TURNS):
+        await asyncio.sleep(0)
+
+
 def consumer(bootstrap: str, kafka: Kafka = DEFAULTS, lag_ms: int = 0, **options: object) -> AIOKafkaConsumer:
     """lag_ms 0 (the default): the broker answers a fetch the moment one record is there. A reader that may
     trail the topic by `lag_ms` (a view, a sink) lets the broker hold each fetch that long (or until a

@@ -19,8 +19,11 @@ Send = Callable[[dict[str, Any]], Awaitable[asyncio.Future[Any]]]
 
 
 class ChunkCoalescer:
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, left: Callable[[], Awaitable[None]]) -> None:
+        """`left`: awaited after a record leaves mid-stream, before the stream's reader goes on, so that what
+        carries the record gets the event loop first (`kafka_clients.let_sender_write`)."""
         self._send = send
+        self._left = left
         self.sent: list[asyncio.Future[Any]] = []  # each record's delivery, in order
         self._held: dict[str, Any] | None = None
         self._seq = 0
@@ -31,8 +34,11 @@ class ChunkCoalescer:
     async def add(self, chunk: dict[str, Any]) -> None:
         self._hold(chunk)
         in_flight = self.sent[-1] if self.sent and not self.sent[-1].done() else None
-        if in_flight is None or chunk["finish_reason"] is not None:
+        if chunk["finish_reason"] is not None:
             await self.flush()
+        elif in_flight is None:
+            await self.flush()
+            await self._left()
         elif not self._waiting:
             self._waiting = True
             in_flight.add_done_callback(self._acknowledged)

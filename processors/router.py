@@ -255,7 +255,8 @@ class RouterWorker:
 
     async def _outcome(self, event: str, request: dict[str, Any], traceparent: str | None) -> Outcome:
         request_id = request["request_id"]
-        chunks = ChunkCoalescer(lambda chunk: self._effects.chunk(request, chunk, traceparent))
+        chunks = ChunkCoalescer(lambda chunk: self._effects.chunk(request, chunk, traceparent),
+                                kafka_clients.let_sender_write)
         self._chunks[request_id] = chunks.sent
         try:
             return await self._outcome_of(event, request, traceparent, chunks.add)

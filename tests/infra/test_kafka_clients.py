@@ -1,11 +1,17 @@
 """Which records the gateway compresses: the request path (requests, replies) as
-`kafka.request_path_compression` says, everything else as `kafka.compression`."""
+`kafka.request_path_compression` says, everything else as `kafka.compression`; how soon a record enqueued is
+written to the broker."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import NewTopic
+from aiokafka.conn import AIOKafkaConnection
 
 from infra import kafka_clients
 from infra.config import Kafka
@@ -30,3 +36,39 @@ def test_each_path_takes_its_own_setting() -> None:
 
     assert _compression(kafka, request_path=True) == "lz4"
     assert _compression(kafka, request_path=False) is None
+
+
+def test_a_record_enqueued_is_written_to_the_broker_within_the_sender_turns(
+        bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a stream's first token relies on (`processors/chunks.py`): after `let_sender_write`, its produce
+    request is on the socket, though the task that sent it has not waited for anything."""
+    written: list[str] = []
+    send = AIOKafkaConnection.send
+
+    def spy(self: AIOKafkaConnection, request: Any, *args: Any, **kwargs: Any) -> Any:
+        written.append(type(request).__name__)
+        return send(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(AIOKafkaConnection, "send", spy)
+    asyncio.run(_sent_and_written(bootstrap, written))
+
+
+async def _sent_and_written(bootstrap: str, written: list[str]) -> None:
+    topic = f"sender-turns-{uuid.uuid4().hex[:8]}"
+    admin = kafka_clients.admin(bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 1, 1)])
+    producer = kafka_clients.producer(bootstrap)
+    await producer.start()
+    try:
+        await (await producer.send(topic, b"warm"))  # metadata and connection in place
+        for _ in range(3):
+            written.clear()
+            delivered = await producer.send(topic, b"token")
+            await kafka_clients.let_sender_write()
+            assert [name for name in written if name.startswith("ProduceRequest")], written
+            await delivered
+    finally:
+        await producer.stop()
+        await admin.delete_topics([topic])
+        await admin.close()

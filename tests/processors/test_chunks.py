@@ -21,6 +21,10 @@ class Broker:
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
         self.acks: list[asyncio.Future[Any]] = []
+        self.reader_paused: list[int] = []  # how many records had been sent each time the reader let go
+
+    async def left(self) -> None:
+        self.reader_paused.append(len(self.records))
 
     async def send(self, chunk: dict[str, Any]) -> asyncio.Future[Any]:
         self.records.append(dict(chunk))
@@ -34,7 +38,7 @@ def test_chunks_leave_at_once_when_nothing_is_in_flight_and_merge_while_one_is()
 
 async def _merging() -> None:
     broker = Broker()
-    chunks = ChunkCoalescer(broker.send)
+    chunks = ChunkCoalescer(broker.send, broker.left)
     await chunks.add(piece("Hel"))
     assert [r["content"] for r in broker.records] == ["Hel"]  # no delay for the first token
     for text in ("lo", ", ", "wor"):
@@ -49,6 +53,9 @@ async def _merging() -> None:
     assert [(r["seq"], r["content"], r["finish_reason"]) for r in broker.records] == [
         (0, "Hel", None), (1, "lo, wor", None), (2, "ld", "stop")]
     assert chunks.sent == broker.acks
+    # The reader let the record's carrier have the loop after the first record only: the merged one left from
+    # the acknowledgement's callback, the last one is followed by the reply.
+    assert broker.reader_paused == [1]
 
 
 def test_what_is_held_when_the_answer_ends_is_flushed_and_a_failed_send_is_a_failed_delivery() -> None:
@@ -57,7 +64,7 @@ def test_what_is_held_when_the_answer_ends_is_flushed_and_a_failed_send_is_a_fai
 
 async def _ending() -> None:
     broker = Broker()
-    chunks = ChunkCoalescer(broker.send)
+    chunks = ChunkCoalescer(broker.send, broker.left)
     await chunks.add(piece("a"))
     await chunks.add(piece("b"))
     await chunks.flush()
@@ -66,7 +73,7 @@ async def _ending() -> None:
     async def refuse(_: dict[str, Any]) -> asyncio.Future[Any]:
         raise RuntimeError("record too large")
 
-    failing = ChunkCoalescer(refuse)
+    failing = ChunkCoalescer(refuse, broker.left)
     await failing.add(piece("x"))
     with pytest.raises(RuntimeError, match="too large"):
         await failing.sent[0]
