@@ -4,9 +4,10 @@ A chunk leaves at once when nothing of its stream is waiting for the broker's ac
 quiet gateway adds no delay to any token. While one is in flight, what the provider sends meanwhile is
 held and merged (text appended, tool-call pieces kept in order, the finish reason last) and leaves as
 one record the moment the acknowledgement comes. So under load the records per stream fall to what
-Kafka carries, instead of one record per token piling up behind each other; the last chunk (the one
-with the finish reason) and whatever is held when the answer ends leave at once. The sequence numbers
-are this coalescer's: one per record, without gaps.
+Kafka carries, instead of one record per token piling up behind each other. A record that leaves
+mid-stream is written to the broker before the stream's reader goes on through the rest of a burst of
+tokens; the last chunk (the one with the finish reason) and whatever is held when the answer ends leave
+at once. The sequence numbers are this coalescer's: one per record, without gaps.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ Send = Callable[[dict[str, Any]], Awaitable[asyncio.Future[Any]]]
 
 
 class ChunkCoalescer:
-    def __init__(self, send: Send, left: Callable[[], Awaitable[None]]) -> None:
-        """`left`: awaited after a record leaves mid-stream, before the stream's reader goes on, so that what
-        carries the record gets the event loop first (`kafka_clients.let_sender_write`)."""
+    def __init__(self, send: Send, after_send: Callable[[], Awaitable[None]]) -> None:
+        """`after_send`: awaited after a record leaves mid-stream, before the stream's reader goes on, so that
+        what carries the record to Kafka gets the event loop first (`kafka_clients.let_sender_write`)."""
         self._send = send
-        self._left = left
+        self._after_send = after_send
         self.sent: list[asyncio.Future[Any]] = []  # each record's delivery, in order
         self._held: dict[str, Any] | None = None
         self._seq = 0
@@ -38,7 +39,7 @@ class ChunkCoalescer:
             await self.flush()
         elif in_flight is None:
             await self.flush()
-            await self._left()
+            await self._after_send()
         elif not self._waiting:
             self._waiting = True
             in_flight.add_done_callback(self._acknowledged)

@@ -23,7 +23,7 @@ class Broker:
         self.acks: list[asyncio.Future[Any]] = []
         self.reader_paused: list[int] = []  # how many records had been sent each time the reader let go
 
-    async def left(self) -> None:
+    async def after_send(self) -> None:
         self.reader_paused.append(len(self.records))
 
     async def send(self, chunk: dict[str, Any]) -> asyncio.Future[Any]:
@@ -38,7 +38,7 @@ def test_chunks_leave_at_once_when_nothing_is_in_flight_and_merge_while_one_is()
 
 async def _merging() -> None:
     broker = Broker()
-    chunks = ChunkCoalescer(broker.send, broker.left)
+    chunks = ChunkCoalescer(broker.send, broker.after_send)
     await chunks.add(piece("Hel"))
     assert [r["content"] for r in broker.records] == ["Hel"]  # no delay for the first token
     for text in ("lo", ", ", "wor"):
@@ -64,7 +64,7 @@ def test_what_is_held_when_the_answer_ends_is_flushed_and_a_failed_send_is_a_fai
 
 async def _ending() -> None:
     broker = Broker()
-    chunks = ChunkCoalescer(broker.send, broker.left)
+    chunks = ChunkCoalescer(broker.send, broker.after_send)
     await chunks.add(piece("a"))
     await chunks.add(piece("b"))
     await chunks.flush()
@@ -73,7 +73,7 @@ async def _ending() -> None:
     async def refuse(_: dict[str, Any]) -> asyncio.Future[Any]:
         raise RuntimeError("record too large")
 
-    failing = ChunkCoalescer(refuse, broker.left)
+    failing = ChunkCoalescer(refuse, broker.after_send)
     await failing.add(piece("x"))
     with pytest.raises(RuntimeError, match="too large"):
         await failing.sent[0]
