@@ -1,16 +1,31 @@
-"""Read back what the gateway wrote to a topic, decoded with the project's codec."""
+"""Read back what the gateway wrote to a topic, decoded with the project's codec; make a topic of a test's own."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
+import uuid
 from collections import Counter
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import NewTopic
 
+from infra import kafka_clients
 from schemas import codec
+
+
+async def new_topic(bootstrap: str, prefix: str, partitions: int = 1) -> str:
+    """A topic no other test writes to, named `<prefix>-<random>`."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    admin = kafka_clients.admin(bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+    return name
 
 
 async def _read(bootstrap: str, topic: str) -> list[tuple[str, dict[str, Any]]]:

@@ -5,16 +5,15 @@ written to the broker."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import NewTopic
 from aiokafka.conn import AIOKafkaConnection
 
 from infra import kafka_clients
 from infra.config import Kafka
+from tests.kafka_events import new_topic
 
 
 def _compression(kafka: Kafka, request_path: bool) -> str | None:
@@ -54,10 +53,7 @@ def test_a_record_enqueued_is_written_to_the_broker_within_the_sender_turns(
 
 
 async def _sent_and_written(bootstrap: str, written: list[str]) -> None:
-    topic = f"sender-turns-{uuid.uuid4().hex[:8]}"
-    admin = kafka_clients.admin(bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, 1, 1)])
+    topic = await new_topic(bootstrap, "sender-turns")
     producer = kafka_clients.producer(bootstrap)
     await producer.start()
     try:
@@ -70,5 +66,3 @@ async def _sent_and_written(bootstrap: str, written: list[str]) -> None:
             await delivered
     finally:
         await producer.stop()
-        await admin.delete_topics([topic])
-        await admin.close()

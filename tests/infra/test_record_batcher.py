@@ -6,31 +6,19 @@ a stopped producer fails the senders instead of leaving them waiting."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 
 from infra import kafka_clients
 from infra.partitioner import partition
 from infra.record_batcher import RecordBatcher
+from tests.kafka_events import new_topic
 
 PARTITIONS = 3
-
-
-async def _topic(bootstrap: str) -> str:
-    name = f"test-batcher-{uuid.uuid4().hex[:8]}"
-    admin = kafka_clients.admin(bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, PARTITIONS, 1)])
-    finally:
-        await admin.close()
-    return name
 
 
 async def _read(bootstrap: str, topic: str, count: int) -> list[Any]:
@@ -53,7 +41,7 @@ async def _read(bootstrap: str, topic: str, count: int) -> list[Any]:
 def _with_batcher(bootstrap: str, test: Callable[[RecordBatcher, str], Awaitable[None]],
                   largest_batched: int = 64 << 10) -> None:
     async def run() -> None:
-        topic = await _topic(bootstrap)
+        topic = await new_topic(bootstrap, "test-batcher", PARTITIONS)
         producer = kafka_clients.producer(bootstrap)
         await producer.start()
         try:
@@ -109,7 +97,7 @@ def test_a_sender_cancelled_while_waiting_leaves_the_others_in_its_batch_deliver
 def test_a_large_record_and_a_topic_without_metadata_yet_go_through_send(bootstrap: str) -> None:
     async def test(batcher: RecordBatcher, topic: str) -> None:
         sizes = _count_batches(batcher.producer)
-        fresh = await _topic(bootstrap)
+        fresh = await new_topic(bootstrap, "test-batcher", PARTITIONS)
         large = b"x" * 500
         await asyncio.gather(await batcher.send(topic, large, key=b"k1"),
                              await batcher.send(fresh, b"first", key=b"k2"))
