@@ -51,6 +51,12 @@ Record = ConsumerRecord[bytes, bytes]
 # request 1.43 -> 1.16 ms there, bench/results/audit-linger-20261130-s3.md); the views trail them by 100 ms.
 # They are gathered into batches by `RecordBatcher` (a record appended, not sent: 121-133 -> 75-83 µs a request).
 AUDIT_LINGER_MS = 50
+# The poll is awaited in the consuming task itself, not raced against the stop event in a task of its own: a
+# request's task is then created before aiokafka's fetcher writes its next fetch request, so that write and a
+# turn of the loop no longer come between a fetched request and its task (at one connection, a fetch answered
+# to the request's task 309-368 -> 109-118 µs p50, bench/results/poll-20261201.md). A stop waits for the poll
+# under way: at most this long.
+POLL_MS = 100
 
 
 class _DrainOnRevoke(ConsumerRebalanceListener):
@@ -82,7 +88,7 @@ class RouterWorker:
         self._cancelled: OrderedDict[str, None] = OrderedDict()  # cancels that came before their request
         self._answered: OrderedDict[str, None] = OrderedDict()  # recent answers: a record written twice runs once
         self._emitting: set[str] = set()  # answered, its effects on their way to Kafka (slow while a leader moves)
-        self._stopping = asyncio.Event()
+        self._stopping = False
         self._upstreams = Upstreams(settings.config.providers)
         self._cache = CacheClient(settings.config.cache)
         routes = self._routes = route_table(settings)
@@ -133,28 +139,21 @@ class RouterWorker:
             await self._cache.aclose()
 
     def stop(self) -> None:
-        self._stopping.set()
+        self._stopping = True
 
     async def _consume(self) -> None:
-        stop = asyncio.create_task(self._stopping.wait())
-        try:
-            while not self._stopping.is_set():
-                fetch = asyncio.create_task(self._consumer.getmany(timeout_ms=1000))
-                await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
-                if not fetch.done():
-                    fetch.cancel()
-                    break
-                if (error := fetch.exception()) is not None:
-                    if not isinstance(error, KafkaError):
-                        raise error
-                    log.warning("fetching requests failed (%r); fetching again", error)  # the group rejoins
-                    continue
-                for tp, records in fetch.result().items():
-                    for record in records:
-                        self._admit(tp, record)
-                self._apply_pauses()
-        finally:
-            stop.cancel()
+        while not self._stopping:
+            try:
+                batch = await self._consumer.getmany(timeout_ms=POLL_MS)
+            except KafkaError as error:
+                log.warning("fetching requests failed (%r); fetching again", error)  # the group rejoins
+                continue
+            if self._stopping:
+                break  # what this poll brought is not started: not committed, the partition's next owner runs it
+            for tp, records in batch.items():
+                for record in records:
+                    self._admit(tp, record)
+            self._apply_pauses()
 
     def _admit(self, tp: TopicPartition, record: Record) -> None:
         """A fetched record: a cancel is applied at once (it never waits for a slot); a request starts
