@@ -72,7 +72,7 @@ class AnalyticsEndpoints:
     async def summary(self, request: Request, group_by: str | None = None, interval: str = "none",
                       project: str | None = None) -> Response:
         """Requests, failovers, errors, tokens, cost and latency / TTFT quantiles over a time range, grouped
-        by any of model, provider, project, user, status, and bucketed by minute, hour or day."""
+        by any of model, provider, project, user, status, route, and bucketed by minute, hour or day."""
         who = self._scope(request)
         since, until = _time_range(request)
         wanted = {k: v for k, v in _filters(request).items() if k != "operation"}

@@ -9,9 +9,9 @@ from typing import Any
 
 from ingress.errors import GatewayError, invalid_request
 
-GROUPS = ("model", "provider", "project", "user", "status")  # prompt versions: the request log and SQL
+GROUPS = ("model", "provider", "project", "user", "status", "route")  # prompt versions: the request log, SQL
 INTERVALS = {"minute": "toStartOfMinute(minute)", "hour": "toStartOfHour(minute)", "day": "day", "none": None}
-FILTERS = ("model", "provider", "status", "user", "operation")
+FILTERS = ("model", "provider", "status", "user", "route", "operation")
 EXPORT_FORMATS = {"csv": ("CSVWithNames", "text/csv"), "jsonl": ("JSONEachRow", "application/x-ndjson"),
                   "parquet": ("Parquet", "application/vnd.apache.parquet")}
 MAX_PAGE = 1000
@@ -73,9 +73,9 @@ def summary(scope: Scope, group_by: str | None, interval: str, since: datetime, 
     if interval not in INTERVALS:
         raise invalid_request(f"unknown interval '{interval}'; use {', '.join(INTERVALS)}", "invalid_value",
                               "interval")
-    unknown = [name for name in filters if name not in ("model", "provider", "status", "user")]
+    unknown = [name for name in filters if name not in GROUPS]
     if unknown:
-        raise invalid_request(f"summaries filter by model, provider, status or user, not '{unknown[0]}'",
+        raise invalid_request(f"summaries filter by model, provider, status, user or route, not '{unknown[0]}'",
                               "invalid_value", unknown[0])
     table, time_column = ("usage_by_day", "day") if interval == "day" else ("usage_by_minute", "minute")
     params: dict[str, Any] = {"since": since, "until": until}

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from aiokafka import AIOKafkaProducer
 
 from schemas import codec
@@ -38,6 +39,8 @@ from tests.conftest import (
 )
 from tests.kafka_events import read_events
 
+ROUTE = "team-default"  # a route (virtual model) of the stack's routes file
+
 
 @pytest.fixture(scope="module")
 def stack(bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory: pytest.TempPathFactory
@@ -46,8 +49,10 @@ def stack(bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory: pytest
     workdir = tmp_path_factory.mktemp("analytics")
     port = free_port()
     config = write_config(workdir / "gateway.yaml", openai_mock)
+    (workdir / "routes.yaml").write_text(yaml.safe_dump({"routes": {ROUTE: {"targets": [
+        {"provider": "openai", "model": "gpt-4o-mini"}]}}}))
     config.write_text(config.read_text() + f"analytics: {{url: 'http://127.0.0.1:{port}', path: '{workdir / 'store'}', "
-                      "linger_ms: 50}\n")
+                      "linger_ms: 50}\nroutes_file: routes.yaml\n")
     gateway = start_gateway(bootstrap, config, logs)
     _start_analytics(gateway, port)
     yield gateway, f"http://127.0.0.1:{port}", workdir
@@ -188,6 +193,26 @@ def test_the_views_the_api_the_sql_and_the_exports_report_exactly_the_traffic(
     on_kafka = [a["attempt_id"] for _, a in read_events(gateway.bootstrap, gateway.topics.attempts)
                 if a["request_id"] in ids]
     assert len(on_kafka) == 2 * attempts == 2 * len(set(on_kafka))  # each written twice, stored once
+
+
+def test_requests_and_spend_group_by_the_route_that_chose_the_target(stack: tuple[Gateway, str, Path]) -> None:
+    gateway, url, _ = stack
+    run = uuid.uuid4().hex[:6]
+    routed = {_chat(gateway, ROUTE, f"routed {run} {i}") for i in range(3)}
+    named = _chat(gateway, "gpt-4o-mini", f"named {run}")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and named not in _get(url, "/v1/analytics/requests", limit=1000).text:
+        time.sleep(0.2)
+    log = _get(url, "/v1/analytics/requests", route=ROUTE, limit=1000).json()["data"]
+    assert {r["request_id"] for r in log} == routed and {r["strategy"] for r in log} == {"fallback"}
+
+    spent = sum(u["cost_usd"] for _, u in read_events(gateway.bootstrap, gateway.topics.usage)
+                if u["request_id"] in routed)
+    rows = _get(url, "/v1/analytics/summary", group_by="route,model", route=ROUTE).json()["rows"]
+    assert [(r["route"], r["model"], r["requests"]) for r in rows] == [(ROUTE, "gpt-4o-mini", 3)]
+    assert rows[0]["cost_usd"] == pytest.approx(spent) and spent > 0
+    by_route = {r["route"]: r["requests"] for r in _get(url, "/v1/analytics/summary", group_by="route").json()["rows"]}
+    assert by_route[ROUTE] == 3 and by_route[""] >= 1  # '': the client named a model
 
 
 def test_a_key_reads_its_own_project_only(stack: tuple[Gateway, str, Path]) -> None:
