@@ -1,5 +1,5 @@
-"""The admin API (admin keys only): gateway keys and teams, rate limits and budgets, prompt templates;
-created, listed, updated and revoked or removed. A key's secret is in the answer to its creation and
+"""The admin API (admin keys only): gateway keys and teams, rate limits and budgets, prompt templates,
+routes; created, listed, updated and revoked or removed. A key's secret is in the answer to its creation and
 nowhere else."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.responses import Response
 
-from infra.config import Budget, Limit
+from infra.config import Budget, Limit, RouteSpec
 from infra.log_view import LogView
 from ingress import openapi
 from ingress.bodies import as_client_error
@@ -21,8 +21,10 @@ from ingress.errors import GatewayError, invalid_request
 from ingress.keyring import KeyRing, _now_ms
 from ingress.teams import TeamDirectory
 from ingress.templates import TemplateStore
+from processors import route_changes
 from processors.limits import Policies
 from processors.policies import publish
+from processors.routes import InvalidRoutes, RouteBook, validated
 
 
 class _Strict(BaseModel):
@@ -104,9 +106,10 @@ def _body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def install(app: FastAPI, keyring: KeyRing, teams: TeamDirectory, templates: TemplateStore,
-            policies: LogView[Policies], bridge: KafkaBridge) -> None:
+            policies: LogView[Policies], bridge: KafkaBridge, routes: LogView[RouteBook]) -> None:
     _install_keys(app, keyring, teams)
     _install_teams(app, keyring, teams)
+    _install_routes(app, keyring, routes)
 
     @app.delete("/v1/admin/cache", responses=ERRORS)
     async def purge_cache(request: Request, project: str, model: str | None = None) -> Response:
@@ -250,3 +253,63 @@ def _install_keys(app: FastAPI, keyring: KeyRing, teams: TeamDirectory) -> None:
         """Revoke: every instance refuses the key within a second; the record stays, for audit."""
         keyring.admin(request.headers.get("authorization"))
         return _json(_public(await keyring.change(key_id, revoked_at_ms=_now_ms())))
+
+
+def _route(name: str, book: RouteBook) -> dict[str, Any]:
+    source = "api" if name in book.from_api else "file"
+    return {"name": name, "source": source, **book.routes[name].model_dump(mode="json", exclude_none=True)}
+
+
+def _route_refused(name: str, refused: InvalidRoutes) -> GatewayError:
+    """A 400 naming the route's field (`targets.0.provider`), or its name, or the route as a whole (a rules
+    route without a default)."""
+    field: str | None = refused.where.removeprefix(f"routes.{name}.")
+    if field == refused.where:
+        field = None
+    elif field == "[key]":
+        field = "name"
+    return invalid_request(f"{field}: {refused.why}" if field else refused.why, "invalid_value", field)
+
+
+def _install_routes(app: FastAPI, keyring: KeyRing, view: LogView[RouteBook]) -> None:
+    """Routes (virtual models) in the routes file's shape; every router, gatekeeper and ingress takes a change
+    within a second. A route set here takes the place of the routes file's route of the same name until it
+    is removed here."""
+    book = view.state
+
+    @app.put("/v1/admin/routes/{name}", responses=ERRORS, openapi_extra=_body(RouteSpec))
+    async def put_route(name: str, request: Request) -> Response:
+        keyring.admin(request.headers.get("authorization"))
+        try:
+            raw = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            raise invalid_request("the body is a route as JSON: {\"targets\": [...], ...}", "invalid_json",
+                                  None) from None
+        try:
+            spec = validated({"routes": {name: raw}})[name]
+        except InvalidRoutes as exc:
+            raise _route_refused(name, exc) from None
+        await route_changes.publish(view, name, spec.model_dump(mode="json", exclude_unset=True))
+        return _json(_route(name, book))
+
+    @app.get("/v1/admin/routes", responses=ERRORS)
+    async def list_routes(request: Request) -> Response:
+        keyring.admin(request.headers.get("authorization"))
+        return _json({"data": [_route(name, book) for name in sorted(book.routes)]})
+
+    @app.get("/v1/admin/routes/{name}", responses=ERRORS)
+    async def get_route(name: str, request: Request) -> Response:
+        keyring.admin(request.headers.get("authorization"))
+        if name not in book.routes:
+            raise GatewayError(404, "invalid_request_error", "route_not_found", f"no route {name!r}", "name")
+        return _json(_route(name, book))
+
+    @app.delete("/v1/admin/routes/{name}", responses=ERRORS)
+    async def remove_route(name: str, request: Request) -> Response:
+        keyring.admin(request.headers.get("authorization"))
+        if name not in book.from_api:
+            where = " (it comes from the routes file: edit the file to remove it)" if name in book.routes else ""
+            raise GatewayError(404, "invalid_request_error", "route_not_found",
+                               f"no route {name!r} set through the API{where}", "name")
+        await route_changes.publish(view, name, None)
+        return _json({"name": name, "removed": True, "source_now": "file" if name in book.routes else None})

@@ -22,6 +22,7 @@ from ingress.keyring import KeyRing
 from ingress.requests import RequestBuilder
 from ingress.teams import TeamDirectory
 from ingress.templates import TemplateStore
+from processors.route_changes import routes_view
 from processors.routing import follow_routes_file, route_table
 from schemas.topics import REPLIES
 
@@ -31,6 +32,7 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
     if reply_partition is not None and not 0 <= reply_partition < REPLIES.partitions:
         raise ValueError(f"reply partition must be in [0, {REPLIES.partitions - 1}], not {reply_partition}")
     routes = route_table(settings)
+    route_changes = routes_view(settings, routes.book)
     bridge = KafkaBridge(settings, reply_partition, instance_id)
     keyring = KeyRing(settings)
     teams = TeamDirectory(settings)
@@ -43,6 +45,7 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
         await keyring.start()
         await teams.start()
         await templates.start()
+        await route_changes.start()
         await bridge.start()
         analytics_client.append(httpx.AsyncClient(timeout=httpx.Timeout(120, connect=2)))
         routes_file = asyncio.create_task(follow_routes_file(routes))
@@ -54,6 +57,7 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
             await analytics_client[0].aclose()
             await probe.close()
             await bridge.stop()
+            await route_changes.stop()
             await templates.stop()
             await teams.stop()
             await keyring.stop()
@@ -62,6 +66,6 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
     install(app)
     openapi.install(app)
     operations.install(app, keyring, routes, bridge, probe)
-    admin.install(app, keyring, teams, templates, bridge.policy_view, bridge)
+    admin.install(app, keyring, teams, templates, bridge.policy_view, bridge, route_changes)
     analytics_proxy.install(app, settings, analytics_client)
     return HotPath(app, Endpoints(keyring, RequestBuilder(settings, routes, bridge, templates), bridge).routes())

@@ -54,6 +54,15 @@ class RouteError(Exception):
     """A request a route cannot serve (`capability` with no fitting target, a rule loop)."""
 
 
+class InvalidRoutes(ValueError):
+    """Routes refused: `where` is the field (`routes.<name>.targets.0.provider`), `why` what is wrong with it."""
+
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(f"{where}: {why}")
+        self.where = where
+        self.why = why
+
+
 def _text(request: dict[str, Any]) -> str:
     return " ".join((m.get("content") or "") for m in request.get("messages") or ())
 
@@ -153,15 +162,30 @@ def order(name: str, spec: RouteSpec, request: dict[str, Any], catalog: dict[str
 
 
 class RouteBook:
-    """The routes file, read at start and again whenever it changes."""
+    """The routes in force: the routes file's, read at start and again whenever it changes, and those set
+    through the admin API (`processors/route_changes.py`), which take the place of the file's route of the
+    same name until they are removed."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
+        self.from_file: dict[str, RouteSpec] = {}
+        self.from_api: dict[str, RouteSpec] = {}
         self.routes: dict[str, RouteSpec] = {}
         self._stamp: tuple[int, int] | None = None
         if path is not None:
-            self.routes = read(path)
+            self.from_file = read(path)
             self._stamp = _stamp(path)
+        self._merge()
+
+    def set_from_api(self, name: str, spec: RouteSpec | None) -> None:
+        if spec is None:
+            self.from_api.pop(name, None)
+        else:
+            self.from_api[name] = spec
+        self._merge()
+
+    def _merge(self) -> None:
+        self.routes = {**self.from_file, **self.from_api}
 
     def reload_if_changed(self) -> bool:
         """Read the file again if it changed; True when new routes were taken."""
@@ -176,11 +200,12 @@ class RouteBook:
             return False
         self._stamp = stamp
         try:
-            self.routes = read(self.path)
+            self.from_file = read(self.path)
         except ValueError as exc:
             log.error("routes file %s refused; the loaded routes keep serving: %s", self.path, exc)
             return False
-        log.info("routes file %s loaded: %s", self.path, ", ".join(sorted(self.routes)) or "no routes")
+        self._merge()
+        log.info("routes file %s loaded: %s", self.path, ", ".join(sorted(self.from_file)) or "no routes")
         return True
 
 
@@ -193,18 +218,24 @@ def read(path: Path) -> dict[str, RouteSpec]:
     """A routes file, validated: a ValueError names the field that is wrong."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}
-        routes = RoutesFile.model_validate(raw).routes
     except yaml.YAMLError as exc:
         raise ValueError(f"not valid YAML: {exc}") from None
+    return validated(raw)
+
+
+def validated(raw: Any) -> dict[str, RouteSpec]:
+    """Routes in the routes file's shape (`{"routes": {name: spec}}`), checked as a file is: InvalidRoutes
+    names the field that is wrong."""
+    try:
+        routes = RoutesFile.model_validate(raw).routes
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ValueError(f"{where}: {first['msg']}") from None
+        raise InvalidRoutes(".".join(str(p) for p in first["loc"]), first["msg"]) from None
     for name, spec in routes.items():
         for i, rule in enumerate(spec.rules):
             for field, condition in rule.when.items():
                 try:
                     check_condition(field, condition)
                 except (ValueError, re.error) as exc:
-                    raise ValueError(f"routes.{name}.rules.{i}.when.{field}: {exc}") from None
+                    raise InvalidRoutes(f"routes.{name}.rules.{i}.when.{field}", str(exc)) from None
     return routes

@@ -95,12 +95,13 @@ BUDGET_ALERTS = TopicSpec(
 
 POLICIES = TopicSpec("policies", 1, key="kind:id", events=("PolicyChanged",), config=COMPACTED)
 TEAMS = TopicSpec("teams", 1, key="team", events=("TeamChanged",), config=COMPACTED)
+ROUTES = TopicSpec("routes", 1, key="name", events=("RouteChanged",), config=COMPACTED)
 # What the cache is folded from (a purge travels with the answers it drops, so a replay rebuilds it).
 COMPLETIONS = TopicSpec("completions", 3, key="project", events=("CompletionRecorded", "CachePurged"),
                         config=kept(7))
 
 ALL = (REQUESTS, REPLIES, ATTEMPTS, USAGE, UNDELIVERABLE, REPLY_LEASES, KEYS, TEMPLATES, ADMISSION, REJECTIONS,
-       BUDGET_ALERTS, POLICIES, TEAMS, COMPLETIONS)
+       BUDGET_ALERTS, POLICIES, TEAMS, COMPLETIONS, ROUTES)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class TopicNames:
     policies: str
     teams: str
     completions: str
+    routes: str
 
     def of(self, spec: TopicSpec) -> str:
         return str(getattr(self, spec.suffix.replace("-", "_")))

@@ -15,7 +15,7 @@ import openai
 import pytest
 import yaml
 
-from tests.conftest import GATEWAY_KEY, Gateway, start_gateway, stop_process, write_config
+from tests.conftest import ADMIN_KEY, GATEWAY_KEY, Gateway, start_gateway, stop_process, write_config
 
 ROUTES = {"routes": {
     "smart": {"strategy": "fallback", "targets": [
@@ -38,6 +38,7 @@ ROUTES = {"routes": {
         {"provider": "openai", "model": "gpt-4o", "name": "vip"}],
         "rules": [{"when": {"metadata.tier": "gold"}, "then": "vip"}]},
     "swap": {"targets": [{"provider": "openai", "model": "gpt-4o", "name": "before"}]},
+    "shadowed": {"targets": [{"provider": "openai", "model": "gpt-4o", "name": "from-file"}]},
 }}
 
 
@@ -171,3 +172,69 @@ def test_a_stalled_stream_is_hedged_and_only_the_winner_streams(routed: Gateway)
     attempts = routed.events(routed.topics.attempts, raw.headers["x-request-id"], expect=2)
     assert sorted((a["upstream_model"], a["error_kind"]) for a in attempts) == [
         ("gpt-4o-mini", None), ("gpt-4o-stall-3", "timeout")]
+
+
+def _admin(gateway: Gateway, method: str, path: str, key: str = ADMIN_KEY, **kwargs: Any) -> httpx.Response:
+    return httpx.request(method, gateway.url + "/v1/admin/routes" + path, timeout=30,
+                         headers={"Authorization": f"Bearer {key}"}, **kwargs)
+
+
+def _target_soon(gateway: Gateway, model: str, expected: str) -> httpx.Response:
+    """Ask until the answer comes from `expected` (the routers take a change within a second)."""
+    deadline = time.monotonic() + 1.5
+    while True:
+        response = _ask(gateway, model)
+        if response.headers.get("x-gateway-target") == expected or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)
+
+
+def test_routes_set_through_the_admin_api_serve_outlive_a_router_restart_and_are_removed(routed: Gateway) -> None:
+    spec = {"targets": [{"provider": "openai", "model": "gpt-4o-fail-500", "name": "first", "catalog": "gpt-4o"},
+                        {"provider": "openai", "model": "gpt-4o-mini", "name": "second"}]}
+    put = _admin(routed, "PUT", "/api-smart", json=spec)
+    assert put.status_code == 200 and (put.json()["name"], put.json()["source"]) == ("api-smart", "api")
+    answer = _target_soon(routed, "api-smart", "openai/second")
+    assert answer.status_code == 200 and answer.headers["x-gateway-route"] == "api-smart"
+    assert routed.events(routed.topics.usage, answer.headers["x-request-id"])[0]["route"] == "api-smart"
+
+    shadow = {"targets": [{"provider": "openai", "model": "gpt-4o-mini", "name": "from-api"}]}
+    assert _admin(routed, "PUT", "/shadowed", json=shadow).status_code == 200
+    assert _target_soon(routed, "shadowed", "openai/from-api").headers["x-gateway-target"] == "openai/from-api"
+    listed = {r["name"]: r["source"] for r in _admin(routed, "GET", "").json()["data"]}
+    assert (listed["api-smart"], listed["shadowed"], listed["smart"]) == ("api", "api", "file")
+
+    assert routed.router is not None
+    stop_process(routed.router)
+    routed.start_router()  # its routes come back from the routes topic
+    assert _target_soon(routed, "api-smart", "openai/second").headers.get("x-gateway-target") == "openai/second"
+
+    removed = _admin(routed, "DELETE", "/shadowed")
+    assert removed.status_code == 200 and removed.json()["source_now"] == "file"
+    assert _target_soon(routed, "shadowed", "openai/from-file").headers["x-gateway-target"] == "openai/from-file"
+    assert _admin(routed, "DELETE", "/api-smart").status_code == 200
+    gone = _ask(routed, "api-smart")
+    assert gone.status_code == 404 and gone.json()["error"]["param"] == "model"
+    from_file = _admin(routed, "DELETE", "/smart")
+    assert from_file.status_code == 404 and "routes file" in from_file.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("body", "status", "param"), [
+    ({"targets": [{"provider": "openai"}]}, 400, "targets.0.model"),
+    ({"strategy": "fastes", "targets": [{"provider": "openai", "model": "gpt-4o"}]}, 400, "strategy"),
+    ({"strategy": "rules", "default": "x", "rules": [{"when": {"colour": "red"}, "then": "x"}]}, 400,
+     "rules.0.when.colour"),
+    ({"strategy": "rules", "rules": [{"when": {"user": "a"}, "then": "x"}]}, 400, None),
+    (b"{not json", 400, None),
+])
+def test_a_bad_route_is_a_400_naming_its_field(routed: Gateway, body: Any, status: int, param: str | None) -> None:
+    response = _admin(routed, "PUT", "/refused", **({"content": body} if isinstance(body, bytes) else {"json": body}))
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["param"] == param
+    assert _admin(routed, "GET", "/refused").status_code == 404
+
+
+def test_only_an_admin_key_sets_routes(routed: Gateway) -> None:
+    spec = {"targets": [{"provider": "openai", "model": "gpt-4o"}]}
+    assert _admin(routed, "PUT", "/mine", GATEWAY_KEY, json=spec).status_code == 403
+    assert _admin(routed, "GET", "", "sk-nobody").status_code == 401

@@ -136,6 +136,29 @@ def test_a_changed_file_is_taken_and_a_bad_change_keeps_the_old_routes(tmp_path:
     assert not book.reload_if_changed() and book.routes["smart"].targets[0].model == "gpt-4o-mini"
 
 
+def test_a_route_set_through_the_api_takes_the_file_routes_place_until_it_is_removed(tmp_path: Path) -> None:
+    from infra.log_view import Change
+    from processors.route_changes import fold_route
+
+    def changed(name: str, spec: str | None) -> Change:
+        return Change(name.encode(), "RouteChanged", {"name": name, "spec_json": spec, "changed_at_ms": 1}, 1, 0, {})
+
+    path = tmp_path / "routes.yaml"
+    path.write_text("routes: {smart: {targets: [{provider: openai, model: gpt-4o}]}}")
+    book = RouteBook(path)
+    fold_route(book, changed("smart", '{"targets": [{"provider": "openai", "model": "o3"}]}'))
+    fold_route(book, changed("new", '{"strategy": "cheapest", "targets": [{"provider": "openai", "model": "o3"}]}'))
+    assert {name: spec.targets[0].model for name, spec in book.routes.items()} == {"smart": "o3", "new": "o3"}
+
+    path.write_text("routes: {smart: {targets: [{provider: openai, model: gpt-4o-mini}]}}")
+    assert book.reload_if_changed() and book.routes["smart"].targets[0].model == "o3"  # the API's stays on top
+    fold_route(book, changed("smart", None))
+    assert book.routes["smart"].targets[0].model == "gpt-4o-mini" and "new" in book.routes
+    with pytest.raises(ValueError, match=r"routes\.new\.strategy"):
+        fold_route(book, changed("new", '{"strategy": "nonsense"}'))  # the view skips such a record, loudly
+    assert book.routes["new"].strategy == "cheapest"
+
+
 def test_two_routers_agree_on_a_circuit_through_the_attempts_they_both_read() -> None:
     from infra.log_view import Change
     from processors.circuit import CircuitBreaker
