@@ -63,6 +63,8 @@ def install(app: FastAPI, keyring: KeyRing, routes: RouteTable, bridge: KafkaBri
         keyring.caller(request.headers.get("authorization"))
         data = [{"id": t.model, "object": "model", "created": 0, "owned_by": t.provider}
                 for t in routes.servable_models()]
+        data += [{"id": name, "object": "model", "created": 0, "owned_by": "gateway-route"}
+                 for name in sorted(routes.book.routes)]  # routes: virtual models a client names like any other
         return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
 
     metrics.install(app)

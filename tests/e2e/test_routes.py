@@ -203,6 +203,8 @@ def test_routes_set_through_the_admin_api_serve_outlive_a_router_restart_and_are
     assert _target_soon(routed, "shadowed", "openai/from-api").headers["x-gateway-target"] == "openai/from-api"
     listed = {r["name"]: r["source"] for r in _admin(routed, "GET", "").json()["data"]}
     assert (listed["api-smart"], listed["shadowed"], listed["smart"]) == ("api", "api", "file")
+    models = {m.id: m.owned_by for m in _sdk(routed).models.list()}
+    assert models["api-smart"] == models["smart"] == "gateway-route" and models["gpt-4o"] == "openai"
 
     assert routed.router is not None
     stop_process(routed.router)
