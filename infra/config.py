@@ -214,6 +214,12 @@ class Service(_Strict):
     project: str = Field(min_length=1)
     reply_topics: list[str] = Field(min_length=1)
     reply_partitions: int = Field(3, ge=1, description="Partitions of the reply topics the gateway creates.")
+    secret_env: str | None = Field(None, description="The variable holding the service's secret: each request "
+                                   "must then carry its signature (`infra.secrets.service_signature`), and "
+                                   "none is answered while the variable is not set.")
+
+    def secret(self) -> str | None:
+        return os.environ.get(self.secret_env) if self.secret_env else None
 
 
 class Limit(_Strict):

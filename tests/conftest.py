@@ -28,6 +28,7 @@ GATEWAY_KEY = "sk-test-gateway-key"
 ADMIN_KEY = "sk-test-admin-key"
 OTHER_PROJECT_KEY = "sk-test-other-project"
 MOCK_OPENAI_KEY = "sk-mock-openai"
+LEDGER_SECRET = "ledger-service-secret-for-tests"
 
 
 # The "refusing" provider's address: bound and never listening, so every connection to it is refused, and held
@@ -215,7 +216,10 @@ def write_config(path: Path, openai_base: str, extra_providers: dict[str, Any] |
         },
         # A Kafka-client service; its second reply topic is deleted by a test (a destination gone missing).
         "services": {"billing": {"project": "billing", "reply_partitions": 1, "reply_topics": [
-            f"billing.replies.{uuid.uuid4().hex[:8]}", f"billing.gone.{uuid.uuid4().hex[:8]}"]}},
+            f"billing.replies.{uuid.uuid4().hex[:8]}", f"billing.gone.{uuid.uuid4().hex[:8]}"]},
+            # A service that signs its requests with its own secret.
+            "ledger": {"project": "ledger", "reply_partitions": 1, "secret_env": "TEST_LEDGER_SECRET",
+                       "reply_topics": [f"ledger.replies.{uuid.uuid4().hex[:8]}"]}},
         "ingress": {"max_body_bytes": 65536, "request_timeout_s": 30},
         "retry": {"attempts_per_model": 2, "backoff_ms": 20, "max_retry_after_s": 1},
         # The failover tests call always-failing models again and again on purpose: keep their circuits
@@ -237,6 +241,7 @@ def start_gateway(bootstrap: str, config: Path, logs: Path, extra_env: dict[str,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "TEST_OPENAI_KEY": MOCK_OPENAI_KEY,
         "TEST_OTHER_PROJECT_KEY": OTHER_PROJECT_KEY,
+        "TEST_LEDGER_SECRET": LEDGER_SECRET,
         "GATEWAY_LOG_LEVEL": "INFO",
         **(extra_env or {}),
     }

@@ -13,8 +13,10 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from infra.secrets import service_signature
 from schemas import codec
-from tests.conftest import GATEWAY_KEY, Gateway
+from tests.conftest import GATEWAY_KEY, LEDGER_SECRET, Gateway
+from tests.kafka_events import events_of, read_events
 
 
 def service_request(reply_topic: str, model: str, fallback: list[str], **fields: Any) -> dict[str, Any]:
@@ -116,6 +118,26 @@ def test_a_forged_ingress_signature_is_refused(gateway: Gateway) -> None:
 
     refused = gateway.events(gateway.topics.undeliverable, request["request_id"], timeout_s=15)
     assert refused and refused[0]["code"] == "forbidden"
+
+
+def test_a_service_with_a_secret_is_answered_only_when_it_signs_its_requests(gateway: Gateway) -> None:
+    reply_topic = gateway.service_reply_topics("ledger")[0]
+    signed, unsigned, forged = (service_request(reply_topic, "gpt-4o", [], project="ledger", key_id="service:ledger")
+                                for _ in range(3))
+    headers = codec.headers("RequestReceived")
+    asyncio.run(_produce(gateway, signed, [*headers, ("gateway-signature",
+                                                      service_signature(LEDGER_SECRET, signed).encode())]))
+    asyncio.run(_produce(gateway, unsigned, headers))
+    asyncio.run(_produce(gateway, forged, [*headers, ("gateway-signature",
+                                                      service_signature("a guess", forged).encode())]))
+
+    answered = events_of(gateway.bootstrap, reply_topic, {signed["request_id"]}, timeout_s=15)
+    assert [a["content"] for a in answered] == ["Hello from the mock! You said: Summarise invoice 42"]
+    for request, why in ((unsigned, "none"), (forged, "wrong")):
+        refused = gateway.events(gateway.topics.undeliverable, request["request_id"], timeout_s=15)
+        assert refused and refused[0]["code"] == "forbidden"
+        assert f"must sign its requests (gateway-signature): {why}" in refused[0]["message"]
+    assert {a["request_id"] for _, a in read_events(gateway.bootstrap, reply_topic)} == {signed["request_id"]}
 
 
 def test_requests_through_the_ingress_are_signed_and_answered(gateway: Gateway) -> None:
