@@ -1,11 +1,14 @@
 """AWS Bedrock Converse API (Claude, Titan, Llama model ids alike): SigV4-signed with botocore's signer,
-`toolConfig` / `toolUse` / `toolResult`, images as bytes, region per route.
+`toolConfig` / `toolUse` / `toolResult`, images as bytes, region per route; Titan embeddings and Titan Image
+Generator through InvokeModel.
 
-Reference: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html
+References: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html,
+https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-image.html
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -18,6 +21,7 @@ from processors.providers.base import (
     ChatResult,
     EmbeddingsResult,
     HttpCall,
+    ImagesResult,
     ProviderError,
     StreamDelta,
     StreamFailed,
@@ -134,6 +138,40 @@ def build_embeddings(request: dict[str, Any], upstream: Upstream) -> HttpCall:
 
 def parse_embeddings(body: dict[str, Any]) -> EmbeddingsResult:
     return EmbeddingsResult([body["embedding"]], int(body.get("inputTextTokenCount") or 0))
+
+
+_TITAN_SIZES = ("512x512", "1024x1024")  # of OpenAI's sizes, those Titan makes
+_TITAN_QUALITY = {"standard": "standard", "hd": "premium"}
+_TITAN_MAX_IMAGES = 5
+
+
+def build_images(request: dict[str, Any], upstream: Upstream) -> HttpCall:
+    """Titan Image Generator (TEXT_IMAGE) through InvokeModel: PNGs in base64 only, up to 5 a request."""
+    provider = upstream.provider
+    if request.get("response_format") == "url":
+        raise Unsupported(provider, "response_format", "Titan returns images as b64_json only")
+    if request["n"] > _TITAN_MAX_IMAGES:
+        raise Unsupported(provider, "n", f"Titan makes at most {_TITAN_MAX_IMAGES} images a request")
+    size = request.get("size") or "1024x1024"
+    if size == "auto":
+        size = "1024x1024"
+    if size not in _TITAN_SIZES:
+        raise Unsupported(provider, "size", f"Titan makes {' or '.join(_TITAN_SIZES)} of these sizes")
+    quality = request.get("quality") or "standard"
+    if quality not in _TITAN_QUALITY and quality != "auto":
+        raise Unsupported(provider, "quality", "Titan has standard and hd (its premium)")
+    width, _, height = size.partition("x")
+    body = orjson.dumps({"taskType": "TEXT_IMAGE", "textToImageParams": {"text": request["prompt"]},
+                         "imageGenerationConfig": {"numberOfImages": request["n"], "width": int(width),
+                                                   "height": int(height),
+                                                   "quality": _TITAN_QUALITY.get(quality, "standard")}})
+    url = f"{upstream.base_url}/model/{quote(upstream.model, safe='')}/invoke"
+    return HttpCall("POST", url, sign("POST", url, body, upstream.options["region"], upstream), body)
+
+
+def parse_images(body: dict[str, Any]) -> ImagesResult:
+    return ImagesResult(int(time.time()), [{"url": None, "b64_json": image, "revised_prompt": None}
+                                           for image in body["images"]])
 
 
 PARSES_TOOL_ARGUMENTS = True

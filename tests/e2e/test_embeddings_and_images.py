@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
+from typing import Any
 
 import openai
 import pytest
@@ -86,6 +87,26 @@ def test_images_through_openai_and_azure_with_their_cost(providers_gateway: Gate
     assert all(d.url and d.url.startswith("https://") for d in result.data)
     assert result.data[0].revised_prompt == "a lighthouse"
     assert float(response.headers["x-gateway-cost-usd"]) == pytest.approx(0.08)
+
+
+def test_images_from_bedrock_titan_as_base64_with_their_cost(providers_gateway: Gateway) -> None:
+    response = sdk(providers_gateway).images.with_raw_response.generate(
+        model="bedrock-titan-image-v2", prompt="a lighthouse", n=2, size="512x512", quality="hd",
+        response_format="b64_json")
+    result = response.parse()
+
+    assert response.headers["x-gateway-provider"] == "bedrock"
+    assert [base64.b64decode(d.b64_json or "")[:4] for d in result.data] == [b"\x89PNG"] * 2
+    assert float(response.headers["x-gateway-cost-usd"]) == pytest.approx(0.02)  # premium 512x512, $0.01 each
+
+
+@pytest.mark.parametrize(("params", "field"), [({"response_format": "url"}, "response_format"),
+                                               ({"size": "1792x1024"}, "size"), ({"n": 6}, "n")])
+def test_what_titan_cannot_make_is_a_400_naming_it(providers_gateway: Gateway, params: dict[str, Any],
+                                                   field: str) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk(providers_gateway).images.generate(model="bedrock-titan-image-v2", prompt="a lighthouse", **params)
+    assert "bedrock" in raised.value.message and f"'{field}'" in raised.value.message
 
 
 def test_a_real_size_base64_image_comes_through_kafka(providers_gateway: Gateway) -> None:

@@ -1,10 +1,12 @@
 """A wire-faithful mock of the Bedrock runtime Converse API
 (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html): it verifies the
 SigV4 signature with botocore against the mock's known secret, answers Converse's JSON (toolUse,
-stopReason, usage) and errors as `{"message"}` with the exception name in `x-amzn-ErrorType`."""
+stopReason, usage), InvokeModel for Titan embeddings and Titan Image Generator, and errors as `{"message"}`
+with the exception name in `x-amzn-ErrorType`."""
 
 from __future__ import annotations
 
+import base64
 import os
 import struct
 import uuid
@@ -182,20 +184,44 @@ async def converse(request: Request, stream: bool = False) -> Response:
                     headers={"x-amzn-RequestId": str(uuid.uuid4())})
 
 
+TITAN_IMAGE_SIZES = {(512, 512), (1024, 1024), (768, 768), (1152, 896), (896, 1152), (1280, 768), (768, 1280)}
+
+
+def _titan_embedding(body: dict[str, Any]) -> Response:
+    """`{"inputText"}` in, `{"embedding", "inputTextTokenCount"}` out."""
+    if not isinstance(body.get("inputText"), str):
+        return _error(400, "ValidationException", "Malformed input request: required key [inputText] not found")
+    return Response(orjson.dumps({"embedding": vector(body["inputText"], body.get("dimensions") or 8),
+                                  "inputTextTokenCount": words(body["inputText"])}), media_type="application/json")
+
+
+def _titan_images(body: dict[str, Any]) -> Response:
+    """TEXT_IMAGE: `{"taskType", "textToImageParams": {"text"}, "imageGenerationConfig"}` in, `{"images": [base64
+    PNG], "error": null}` out (each image a PNG signature and 4 bytes a pixel of the width, random)."""
+    if body.get("taskType") != "TEXT_IMAGE" or not isinstance((body.get("textToImageParams") or {}).get("text"), str):
+        return _error(400, "ValidationException", "Malformed input request: taskType TEXT_IMAGE with "
+                      "textToImageParams.text is required")
+    config = body.get("imageGenerationConfig") or {}
+    count, width, height = config.get("numberOfImages", 1), config.get("width", 1024), config.get("height", 1024)
+    if not 1 <= count <= 5 or (width, height) not in TITAN_IMAGE_SIZES or \
+            config.get("quality", "standard") not in ("standard", "premium"):
+        return _error(400, "ValidationException", "Malformed input request: imageGenerationConfig is out of range")
+    images = [base64.b64encode(b"\x89PNG\r\n\x1a\n" + os.urandom(4 * width)).decode() for _ in range(count)]
+    return Response(orjson.dumps({"images": images, "error": None}), media_type="application/json")
+
+
 async def invoke(request: Request) -> Response:
-    """InvokeModel for Titan text embeddings: `{"inputText"}` in, `{"embedding", "inputTextTokenCount"}` out."""
+    """InvokeModel for Titan text embeddings and Titan Image Generator."""
     body_bytes = await request.body()
     problem = _signature_problem(request, body_bytes)
     if problem:
         return _error(403, "AccessDeniedException", problem)
     model = unquote(request.path_params["model_id"])
-    if not model.startswith("amazon.titan-embed"):
-        return _error(400, "ValidationException", f"The mock only embeds with Titan, not {model}.")
-    body = orjson.loads(body_bytes)
-    if not isinstance(body.get("inputText"), str):
-        return _error(400, "ValidationException", "Malformed input request: required key [inputText] not found")
-    return Response(orjson.dumps({"embedding": vector(body["inputText"], body.get("dimensions") or 8),
-                                  "inputTextTokenCount": words(body["inputText"])}), media_type="application/json")
+    if model.startswith("amazon.titan-embed"):
+        return _titan_embedding(orjson.loads(body_bytes))
+    if model.startswith("amazon.titan-image-generator"):
+        return _titan_images(orjson.loads(body_bytes))
+    return _error(400, "ValidationException", f"The mock only invokes Titan embeddings and images, not {model}.")
 
 
 app = Starlette(routes=[

@@ -3,6 +3,9 @@ tools, and sees the provider's errors as its own exception types."""
 
 from __future__ import annotations
 
+import base64
+import json
+
 import anthropic
 import boto3
 import botocore.exceptions
@@ -106,6 +109,22 @@ def test_boto3_bedrock_converse_is_signed_and_answered(bedrock_mock: str) -> Non
     with pytest.raises(botocore.exceptions.ClientError) as unsigned:
         client("the-wrong-secret").converse(modelId="m", messages=[{"role": "user", "content": [{"text": "x"}]}])
     assert unsigned.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_boto3_invoke_model_makes_titan_images(bedrock_mock: str) -> None:
+    bedrock = boto3.client("bedrock-runtime", endpoint_url=bedrock_mock, region_name="us-east-1",
+                           aws_access_key_id=MOCK_KEYS["MOCK_AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=MOCK_KEYS["MOCK_AWS_SECRET_ACCESS_KEY"])
+    request = {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "a lighthouse"},
+               "imageGenerationConfig": {"numberOfImages": 2, "width": 512, "height": 512, "quality": "premium"}}
+    response = bedrock.invoke_model(modelId="amazon.titan-image-generator-v2:0", body=json.dumps(request),
+                                    contentType="application/json", accept="application/json")
+    images = json.loads(response["body"].read())["images"]
+    assert len(images) == 2 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        bedrock.invoke_model(modelId="amazon.titan-image-generator-v2:0",
+                             body=json.dumps({**request, "imageGenerationConfig": {"numberOfImages": 9}}))
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
 
 
 def test_every_mock_streams_as_its_sdk_expects(openai_mock: str, anthropic_mock: str, gemini_mock: str,
