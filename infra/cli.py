@@ -65,10 +65,12 @@ def _ensure_topics(settings: config_module.Settings) -> list[str]:
     except KafkaError as exc:
         kafka = settings.config.kafka
         if kafka.security_protocol != "PLAINTEXT":
+            credentials = f"{kafka.oauth_token_url} and the variables {kafka.oauth_client_id_env} / " \
+                f"{kafka.oauth_client_secret_env}" if kafka.sasl_mechanism == "OAUTHBEARER" else \
+                f"the variables {kafka.sasl_username_env} / {kafka.sasl_password_env}"
             sys.exit(f"gateway: cannot connect to Kafka at {settings.bootstrap_servers} over "
                      f"{kafka.security_protocol} ({type(exc).__name__}: {exc}); check kafka.security_protocol, "
-                     f"kafka.sasl_mechanism, the variables {kafka.sasl_username_env} / {kafka.sasl_password_env} "
-                     "and the TLS files")
+                     f"kafka.sasl_mechanism, {credentials} and the TLS files")
         sys.exit(f"gateway: cannot reach Kafka at {settings.bootstrap_servers} ({exc}); "
                  "start it with `gateway kafka start` or set KAFKA_BOOTSTRAP_SERVERS")
     except kafka_clients.TopicTooSmall as exc:

@@ -353,9 +353,15 @@ class Kafka(_Strict):
                             "batch of one costs both hops time (0.2-0.4 ms at one connection with zstd) and saves "
                             "little; zstd or lz4 keeps large prompts smaller on disk.")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
     sasl_username_env: str | None = Field(None, description="The variable holding the SASL user name.")
     sasl_password_env: str | None = Field(None, description="The variable holding the SASL password.")
+    oauth_token_url: str | None = Field(None, description="OAUTHBEARER: the identity provider's token endpoint "
+                                        "(OAuth 2.0 client credentials).")
+    oauth_client_id_env: str | None = Field(None, description="OAUTHBEARER: the variable holding the client id.")
+    oauth_client_secret_env: str | None = Field(None, description="OAUTHBEARER: the variable holding the "
+                                                "client secret.")
+    oauth_scope: str | None = Field(None, description="OAUTHBEARER: the scope asked for, if the provider wants one.")
     ssl_cafile: Path | None = Field(None, description="The CA bundle the brokers' certificates are checked with.")
     ssl_certfile: Path | None = Field(None, description="A client certificate (mutual TLS).")
     ssl_keyfile: Path | None = Field(None, description="The client certificate's key.")
@@ -372,14 +378,23 @@ class Kafka(_Strict):
     def _coherent_security(self) -> Kafka:
         sasl = self.security_protocol.startswith("SASL")
         if sasl and self.sasl_mechanism is None:
-            raise ValueError(f"sasl_mechanism: {self.security_protocol} needs one (PLAIN, SCRAM-SHA-256/512)")
-        if not sasl and (self.sasl_mechanism or self.sasl_username_env or self.sasl_password_env):
+            raise ValueError(f"sasl_mechanism: {self.security_protocol} needs one (PLAIN, SCRAM-SHA-256/512, "
+                             "OAUTHBEARER)")
+        if not sasl and (self.sasl_mechanism or self.sasl_username_env or self.sasl_password_env
+                         or self.oauth_token_url):
             raise ValueError(f"sasl_mechanism: SASL settings need security_protocol SASL_PLAINTEXT or SASL_SSL, "
                              f"not {self.security_protocol}")
-        for field in ("sasl_username_env", "sasl_password_env") if sasl else ():
+        oauth = self.sasl_mechanism == "OAUTHBEARER"
+        if oauth and not (self.oauth_token_url or "").startswith(("http://", "https://")):
+            raise ValueError("oauth_token_url: OAUTHBEARER needs the token endpoint's http(s) URL")
+        if not oauth and (self.oauth_token_url or self.oauth_client_id_env or self.oauth_client_secret_env):
+            raise ValueError("oauth_token_url: OAuth settings need sasl_mechanism OAUTHBEARER")
+        needed = ("oauth_client_id_env", "oauth_client_secret_env") if oauth else ("sasl_username_env",
+                                                                                    "sasl_password_env")
+        for field in needed if sasl else ():
             variable = getattr(self, field)
             if not variable:
-                raise ValueError(f"{field}: {self.security_protocol} needs the variable that holds it")
+                raise ValueError(f"{field}: {self.sasl_mechanism} needs the variable that holds it")
             if not os.environ.get(variable):
                 raise ValueError(f"{field}: the variable {variable} is not set")
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):

@@ -108,8 +108,8 @@ def _properties(node: Node, cluster: list[Node]) -> Path:
     return path
 
 
-def _java(lib: Path, main: str, *args: str) -> list[str]:
-    return ["java", "-Xms256m", "-Xmx768m", f"-Dlog4j2.configurationFile={_LOG4J}",
+def _java(lib: Path, main: str, *args: str, jvm: tuple[str, ...] = ()) -> list[str]:
+    return ["java", "-Xms256m", "-Xmx768m", f"-Dlog4j2.configurationFile={_LOG4J}", *jvm,
             "-cp", f"{lib}/*", main, *args]
 
 
@@ -125,10 +125,11 @@ def format_storage(properties: Path, cluster_id: str, *extra: str) -> None:
                          *extra), check=True, stdout=subprocess.DEVNULL)
 
 
-def run_node(properties: Path, log: Path) -> subprocess.Popen[bytes]:
-    """One Kafka node of a configuration made elsewhere (a test's secured broker)."""
+def run_node(properties: Path, log: Path, jvm: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """One Kafka node of a configuration made elsewhere (a test's secured broker); `jvm`: system properties
+    (`-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=...`)."""
     with open(log, "ab") as out:
-        return subprocess.Popen(_java(lib_dir(), "kafka.Kafka", str(properties)), stdout=out, stderr=out,
+        return subprocess.Popen(_java(lib_dir(), "kafka.Kafka", str(properties), jvm=jvm), stdout=out, stderr=out,
                                 start_new_session=True)
 
 

@@ -19,6 +19,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
+from infra import oauth
 from infra.config import Kafka
 from infra.partitioner import partition
 from schemas.topics import ALL, REPLIES, REQUESTS, TopicNames, sized_for
@@ -30,7 +31,7 @@ DEFAULTS = Kafka()
 
 def connection(kafka: Kafka) -> dict[str, Any]:
     """How every client of every process connects (the `kafka:` settings): the security protocol, a TLS
-    context, SASL credentials read from their variables."""
+    context, SASL credentials read from their variables or an OAuth token source."""
     options: dict[str, Any] = {"security_protocol": kafka.security_protocol}
     if kafka.security_protocol.endswith("SSL"):
         password = os.environ.get(kafka.ssl_key_password_env) if kafka.ssl_key_password_env else None
@@ -38,7 +39,9 @@ def connection(kafka: Kafka) -> dict[str, Any]:
             cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None,
             certfile=str(kafka.ssl_certfile) if kafka.ssl_certfile else None,
             keyfile=str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None, password=password)
-    if kafka.security_protocol.startswith("SASL"):
+    if kafka.sasl_mechanism == "OAUTHBEARER":
+        options.update(sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=oauth.tokens_for(kafka))
+    elif kafka.security_protocol.startswith("SASL"):
         options.update(sasl_mechanism=kafka.sasl_mechanism,
                        sasl_plain_username=os.environ.get(kafka.sasl_username_env or ""),
                        sasl_plain_password=os.environ.get(kafka.sasl_password_env or ""))

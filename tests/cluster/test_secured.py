@@ -13,50 +13,19 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
-from infra import kafka_broker
-from tests.conftest import (
-    GATEWAY_KEY,
-    MOCK_OPENAI_KEY,
-    OTHER_PROJECT_KEY,
-    free_port,
-    stop_process,
-    wait_for_port,
-    write_config,
-)
+from tests.cluster.secured import gateway_answers, start_broker
+from tests.conftest import MOCK_OPENAI_KEY, OTHER_PROJECT_KEY, write_config
 
 PASSWORD = "gw-" + uuid.uuid4().hex
-
-
-def _start_broker(home: Path, listener: str, settings: list[str], *format_extra: str
-                  ) -> tuple[str, subprocess.Popen[bytes]]:
-    """A single combined node whose client listener speaks `listener` (SASL_PLAINTEXT or SSL)."""
-    port, controller = free_port(), free_port()
-    properties = home / "server.properties"
-    properties.write_text("\n".join([
-        "process.roles=broker,controller", "node.id=1", f"controller.quorum.voters=1@127.0.0.1:{controller}",
-        f"listeners={listener}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-        f"advertised.listeners={listener}://127.0.0.1:{port}", "controller.listener.names=CONTROLLER",
-        f"listener.security.protocol.map={listener}:{listener},CONTROLLER:PLAINTEXT",
-        f"inter.broker.listener.name={listener}", *settings,
-        f"log.dirs={home / 'data'}", "offsets.topic.replication.factor=1", "offsets.topic.num.partitions=4",
-        "transaction.state.log.replication.factor=1", "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1", "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0", "auto.create.topics.enable=false", ""]))
-    kafka_broker.format_storage(properties, uuid.uuid4().hex[:22], *format_extra)
-    node = kafka_broker.run_node(properties, home / "broker.log")
-    wait_for_port(port, node)  # type: ignore[arg-type]
-    time.sleep(3)  # the listener is up; the controller elects itself
-    return f"127.0.0.1:{port}", node
 
 
 @pytest.fixture(scope="module")
 def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     jaas = 'org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="admin-pw";'
-    bootstrap, node = _start_broker(
+    bootstrap, node = start_broker(
         tmp_path_factory.mktemp("sasl"), "SASL_PLAINTEXT",
         ["sasl.enabled.mechanisms=SCRAM-SHA-256", "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-256",
          f"listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config={jaas}"],
@@ -111,7 +80,7 @@ def _certificates(home: Path) -> tuple[Path, Path, Path]:
 def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
     home = tmp_path_factory.mktemp("tls")
     ca, keystore, other = _certificates(home)
-    bootstrap, node = _start_broker(home, "SSL", [
+    bootstrap, node = start_broker(home, "SSL", [
         "ssl.keystore.type=PEM", f"ssl.keystore.location={keystore}",
         "ssl.truststore.type=PEM", f"ssl.truststore.location={ca}"])
     yield bootstrap, ca, other
@@ -141,24 +110,9 @@ def _env(config: Path, bootstrap: str, password: str) -> dict[str, str]:
 def test_the_gateway_answers_over_sasl_scram(secured_broker: str, openai_mock: str, tmp_path: Path,
                                               logs: Path) -> None:
     env = _env(_config(tmp_path, openai_mock), secured_broker, PASSWORD)
-    port = free_port()
-    with open(logs / "secured.log", "ab") as log:
-        router = subprocess.Popen([sys.executable, "-m", "infra.cli", "router"], env=env, stdout=log, stderr=log)
-        ingress = subprocess.Popen([sys.executable, "-m", "infra.cli", "ingress", "--port", str(port)], env=env,
-                                   stdout=log, stderr=log)
-    try:
-        wait_for_port(port, ingress)
-        deadline = time.monotonic() + 60
-        while httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).status_code != 200:
-            assert time.monotonic() < deadline, "not ready over SASL"
-            time.sleep(0.5)
-        answer = httpx.post(f"http://127.0.0.1:{port}/v1/gateway/chat", timeout=30,
-                            headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
-                            json={"model": "gpt-4o", "messages": [{"role": "user", "content": "over SASL"}]})
-        assert answer.status_code == 200 and answer.json()["content"].endswith("over SASL")
-    finally:
-        stop_process(ingress)
-        stop_process(router)
+    answer = gateway_answers(env, logs / "secured.log", "over SASL")
+
+    assert answer.status_code == 200 and answer.json()["content"].endswith("over SASL")
     assert PASSWORD not in (logs / "secured.log").read_text()  # the secret is not logged
 
 

@@ -80,6 +80,15 @@ def test_kafka_security_is_validated_naming_the_field(tmp_path: Path, monkeypatc
         Kafka(security_protocol="SSL", ssl_cafile=tmp_path / "missing.pem")
     with pytest.raises(ValueError, match="TLS files need security_protocol"):
         Kafka(ssl_cafile=Path(__file__))
+    with pytest.raises(ValueError, match="oauth_token_url: OAUTHBEARER needs the token endpoint"):
+        Kafka(security_protocol="SASL_SSL", sasl_mechanism="OAUTHBEARER", oauth_client_id_env="HOME",
+              oauth_client_secret_env="HOME")
+    with pytest.raises(ValueError, match="oauth_client_secret_env: the variable NO_SUCH_VARIABLE is not set"):
+        Kafka(security_protocol="SASL_SSL", sasl_mechanism="OAUTHBEARER", oauth_token_url="https://idp/token",
+              oauth_client_id_env="HOME", oauth_client_secret_env="NO_SUCH_VARIABLE")
+    with pytest.raises(ValueError, match="OAuth settings need sasl_mechanism OAUTHBEARER"):
+        Kafka(security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username_env="HOME",
+              sasl_password_env="HOME", oauth_token_url="https://idp/token")
 
     monkeypatch.setenv("KAFKA_USER", "gateway")
     monkeypatch.setenv("KAFKA_PASSWORD", "s3cret")
