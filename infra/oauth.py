@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 from functools import cache
+from urllib.parse import quote_plus
 
 import aiohttp
 from aiokafka.abc import AbstractTokenProvider
@@ -25,7 +26,8 @@ class TokenRefused(KafkaError):
 class ClientCredentials(AbstractTokenProvider):
     def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str | None = None) -> None:
         self._url = token_url
-        self._auth = aiohttp.BasicAuth(client_id, client_secret)
+        # RFC 6749, section 2.3.1: both form-encoded before they go into the Basic header
+        self._auth = aiohttp.BasicAuth(quote_plus(client_id), quote_plus(client_secret))
         self._form = {"grant_type": "client_credentials", **({"scope": scope} if scope else {})}
         self._token: str | None = None
         self._renew_at = 0.0
