@@ -46,9 +46,9 @@ async function load() {
   $("error").textContent = "";
   try {
     const interval = Number($("range").value) <= 24 ? "hour" : "day";
-    const [totals, overTime, byProvider, byModel, byUser, byProject] = await Promise.all([
+    const [totals, overTime, byProvider, byModel, byUser, byProject, byRoute] = await Promise.all([
       summary({}), summary({ interval }), summary({ group_by: "provider" }), summary({ group_by: "model" }),
-      summary({ group_by: "project,user" }), summary({ group_by: "project" }, true),
+      summary({ group_by: "project,user" }), summary({ group_by: "project" }, true), summary({ group_by: "route" }),
     ]);
     const t = totals[0] || { requests: 0, errors: 0, failed_over: 0, prompt_tokens: 0, completion_tokens: 0,
                              cost_usd: 0 };
@@ -73,6 +73,14 @@ async function load() {
       { title: "model", value: (r) => r.model },
       { title: "requests", n: true, value: (r) => fmt.format(r.requests) },
       { title: "tokens out", n: true, value: (r) => fmt.format(r.completion_tokens) },
+      { title: "USD", n: true, value: (r) => usd(r.cost_usd) },
+    ]);
+    const routed = byRoute.filter((r) => r.route).sort((a, b) => b.cost_usd - a.cost_usd);
+    table("top-routes", routed, [
+      { title: "route", value: (r) => r.route },
+      { title: "requests", n: true, value: (r) => fmt.format(r.requests) },
+      { title: "failed over", n: true, value: (r) => fmt.format(r.failed_over) },
+      { title: "p95 ms", n: true, value: (r) => fmt.format(Math.round(r.latency_ms.p95 || 0)) },
       { title: "USD", n: true, value: (r) => usd(r.cost_usd) },
     ]);
     byUser.sort((a, b) => b.cost_usd - a.cost_usd);

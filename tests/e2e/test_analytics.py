@@ -319,7 +319,8 @@ def test_the_dashboard_in_a_real_browser_shows_what_clickhouse_holds(stack: tupl
     for i in range(3):
         _chat(gateway, "gpt-4o", f"dashboard {i}")
     _chat(gateway, "bad-params", "dashboard error")
-    _wait_for_rows(url, 4)
+    _chat(gateway, ROUTE, "dashboard route")
+    _wait_for_rows(url, 5)
     time.sleep(1)
     held = httpx.post(url + "/v1/analytics/sql", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, json={
         "query": "SELECT count(), countIf(status = 'error'), sum(cost_usd) FROM requests FINAL"}).json()["rows"][0]
@@ -335,6 +336,7 @@ def test_the_dashboard_in_a_real_browser_shows_what_clickhouse_holds(stack: tupl
         page.wait_for_selector("#spend .main-svg")  # Plotly drew the chart
         shown = {name: page.inner_text(f"#total-{name}") for name in ("requests", "errors", "cost")}
         models = page.inner_text("#top-models")
+        routes = page.inner_text("#top-routes")
         page.screenshot(path=str(logs / "dashboard.png"), full_page=True)
         browser.close()
 
@@ -343,4 +345,5 @@ def test_the_dashboard_in_a_real_browser_shows_what_clickhouse_holds(stack: tupl
     # the page rounds to a millionth a sum the rollup adds in another order than the raw table
     assert float(shown["cost"].lstrip("$")) == pytest.approx(held[2], abs=1.5e-6)
     assert "gpt-4o" in models
+    assert ROUTE in routes
     assert (logs / "dashboard.png").stat().st_size > 10_000
