@@ -5,8 +5,10 @@ topics get three replicas. Start is idempotent; stop and status cover every node
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import logging
 import os
 import shutil
 import signal
@@ -16,6 +18,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
 
 from infra.paths import home
 
@@ -172,11 +177,39 @@ def new_cluster_id() -> str:
     return cluster_id
 
 
+def _serving(count: int) -> bool:
+    """Whether the cluster's metadata lists all `count` nodes: a node opens its port before it has registered
+    with the controller, and until then a client's metadata has no broker (a `make run` on a broker with many
+    topics to load failed creating its topics: NodeNotReadyError)."""
+    async def brokers() -> int:
+        client = AIOKafkaClient(bootstrap_servers=bootstrap(count), request_timeout_ms=2000)
+        try:
+            await client.bootstrap()
+            return len(client.cluster.brokers())
+        except KafkaError:
+            return 0
+        finally:
+            await client.close()
+
+    metadata_log = logging.getLogger("aiokafka.cluster")  # warns of the empty metadata this waits out
+    level = metadata_log.level
+    metadata_log.setLevel(logging.ERROR)
+    try:
+        return asyncio.run(brokers()) >= count
+    finally:
+        metadata_log.setLevel(level)
+
+
 def start(timeout_s: float = 90.0, count: int = 1) -> str:
     """Start the broker (or the `count` nodes) unless running; return the bootstrap address once every
-    node accepts clients."""
+    node accepts clients and is in the cluster's metadata."""
     cluster = nodes(count)
+    deadline = time.monotonic() + timeout_s
     if all(_answers(node) for node in cluster):  # ours from an earlier start, or one the user runs there
+        while not _serving(count):
+            if time.monotonic() > deadline:
+                raise BrokerError(f"Kafka answers at {bootstrap(count)} but lists no broker within {timeout_s:.0f}s")
+            time.sleep(0.2)
         return bootstrap(count)
     if shutil.which("java") is None:
         raise BrokerError("Java 17+ is needed to run the Kafka broker")
@@ -192,13 +225,12 @@ def start(timeout_s: float = 90.0, count: int = 1) -> str:
         processes[node] = subprocess.Popen(_java(lib, "kafka.Kafka", str(properties)), stdout=log, stderr=log,
                                            start_new_session=True)
         (node.dir / "broker.pid").write_text(str(processes[node].pid))
-    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for node, process in processes.items():
             if process.poll() is not None:
                 raise BrokerError(f"Kafka node {node.node_id} exited with {process.returncode}; see "
                                   f"{node.dir / 'broker.log'}")
-        if all(_answers(node) for node in cluster):
+        if all(_answers(node) for node in cluster) and _serving(count):
             return bootstrap(count)
         time.sleep(0.2)
     raise BrokerError(f"Kafka did not answer within {timeout_s:.0f}s; see the broker.log of each node")
