@@ -147,6 +147,12 @@ class Gateway:
     def service_reply_topics(self, service: str = "billing") -> list[str]:
         return list(yaml.safe_load(Path(self.env["GATEWAY_CONFIG"]).read_text())["services"][service]["reply_topics"])
 
+    def stop(self) -> None:
+        """Stop every process of this gateway, the ingress first (it stops taking requests)."""
+        for process in (self.ingress, self.router, *self.extra):
+            if process is not None:
+                stop_process(process)
+
     def headers(self, key: str = GATEWAY_KEY) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
 
@@ -252,9 +258,7 @@ def start_gateway(bootstrap: str, config: Path, logs: Path, extra_env: dict[str,
         gateway.start_ingress(port)
         gateway.wait_ready()
     except BaseException:  # a gateway that did not start leaves no process behind
-        for process in (gateway.ingress, gateway.router):
-            if process is not None:
-                stop_process(process)
+        gateway.stop()
         raise
     return gateway
 
@@ -314,9 +318,7 @@ def providers_gateway(bootstrap: str, openai_mock: str, anthropic_mock: str, gem
         "GATEWAY_SECRET": "a-test-gateway-secret",
     })
     yield gateway
-    for process in (gateway.ingress, gateway.router):
-        if process is not None:
-            stop_process(process)
+    gateway.stop()
 
 
 @pytest.fixture(scope="session")
@@ -326,6 +328,4 @@ def gateway(
     config = write_config(tmp_path_factory.mktemp("config") / "gateway.yaml", openai_mock)
     gw = start_gateway(bootstrap, config, logs)
     yield gw
-    for process in (gw.ingress, gw.router, *gw.extra):
-        if process is not None:
-            stop_process(process)
+    gw.stop()

@@ -21,7 +21,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from infra import kafka_broker
-from tests.conftest import GATEWAY_KEY, Gateway, start_gateway, stop_process, write_config
+from tests.conftest import GATEWAY_KEY, Gateway, start_gateway, write_config
 from tests.kafka_events import read_events
 
 NODES = 3
@@ -42,9 +42,7 @@ def clustered(cluster: str, openai_mock: str, logs: Path, tmp_path_factory: pyte
     gateway = start_gateway(cluster, write_config(tmp_path_factory.mktemp("cluster") / "gateway.yaml", openai_mock),
                             logs)
     yield gateway
-    for process in (gateway.ingress, gateway.router):
-        if process is not None:
-            stop_process(process)
+    gateway.stop()
 
 
 async def _describe(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], dict[str, Any]]:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from infra import kafka_broker
-from tests.conftest import Gateway, start_gateway, stop_process, write_config
+from tests.conftest import Gateway, start_gateway, write_config
 from tests.kafka_events import events_of
 
 CLEAR = {(200, None), (503, "kafka_unavailable"), (504, "deadline_exceeded")}
@@ -30,9 +30,7 @@ def outage_gateway(bootstrap: str, openai_mock: str, logs: Path, tmp_path_factor
     gateway = start_gateway(bootstrap, write_config(tmp_path_factory.mktemp("outage") / "gateway.yaml", openai_mock),
                             logs)
     yield gateway
-    for process in (gateway.ingress, gateway.router):
-        if process is not None:
-            stop_process(process)
+    gateway.stop()
 
 
 def test_a_broker_outage_of_10_s_loses_nothing_and_heals(outage_gateway: Gateway) -> None:

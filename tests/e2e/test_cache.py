@@ -46,11 +46,11 @@ def cached(bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory: pytes
                     "models": {"gpt-4o-mini": "exact"}, "lookup_timeout_ms": 5000}
     config.write_text(yaml.safe_dump(raw))
     gateway = start_gateway(bootstrap, config, logs)
-    _start_cache(gateway, port)
-    yield gateway
-    for process in (gateway.ingress, gateway.router, *gateway.extra):
-        if process is not None:
-            stop_process(process)
+    try:  # a cache that does not start leaves no gateway behind
+        _start_cache(gateway, port)
+        yield gateway
+    finally:
+        gateway.stop()
 
 
 def _start_cache(gateway: Gateway, port: int) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Gateway, start_gateway, stop_process, write_config
+from tests.conftest import Gateway, start_gateway, write_config
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +18,7 @@ def breaker_gateway(bootstrap: str, openai_mock: str, logs: Path, tmp_path_facto
                           router={"circuit_failures": 3, "circuit_cooldown_s": 60})
     gateway = start_gateway(bootstrap, config, logs)
     yield gateway
-    for process in (gateway.ingress, gateway.router):
-        if process is not None:
-            stop_process(process)
+    gateway.stop()
 
 
 def test_an_open_circuit_skips_the_failing_route(breaker_gateway: Gateway) -> None:

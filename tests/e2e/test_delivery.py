@@ -36,9 +36,7 @@ def small_gateway(bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory
     config.write_text(raw)
     gateway = start_gateway(bootstrap, config, logs)
     yield gateway
-    for process in (gateway.ingress, gateway.router):
-        if process is not None:
-            stop_process(process)
+    gateway.stop()
 
 
 def test_2048_embeddings_of_3072_floats_come_through_kafka(gateway: Gateway) -> None:

@@ -79,9 +79,7 @@ def governed(bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory: pyt
     wait_for_port(port, gateway.extra[-1])
     time.sleep(3)  # the second router joins the gatekeeper group
     yield gateway, f"http://127.0.0.1:{port}"
-    for process in (gateway.ingress, gateway.router, *gateway.extra):
-        if process is not None:
-            stop_process(process)
+    gateway.stop()
     receiver.shutdown()
 
 

@@ -27,9 +27,7 @@ def local_gateway(bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory
         )
         gateway = start_gateway(bootstrap, config, logs)
         yield gateway
-        for process in (gateway.ingress, gateway.router):
-            if process is not None:
-                stop_process(process)
+        gateway.stop()
     finally:
         stop_process(server)
 

@@ -53,9 +53,7 @@ def routed(bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory: pytes
     config.write_text(yaml.safe_dump(raw))
     gateway = start_gateway(bootstrap, config, logs)
     yield gateway
-    for process in (gateway.ingress, gateway.router):
-        if process is not None:
-            stop_process(process)
+    gateway.stop()
 
 
 def _sdk(gateway: Gateway) -> openai.OpenAI:

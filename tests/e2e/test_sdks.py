@@ -22,7 +22,6 @@ from tests.conftest import (
     OTHER_PROJECT_KEY,
     Gateway,
     start_gateway,
-    stop_process,
     write_config,
 )
 
@@ -40,9 +39,7 @@ def gateway_for_sdks(bootstrap: str, openai_mock: str, logs: Path, tmp_path_fact
     gateway = start_gateway(bootstrap, config, logs)
     time.sleep(2)  # the gatekeeper takes its partitions
     yield gateway
-    for process in (gateway.ingress, gateway.router):
-        if process is not None:
-            stop_process(process)
+    gateway.stop()
 
 
 def _cancelled_upstream(gateway: Gateway, request_id: str) -> None:

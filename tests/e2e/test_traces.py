@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.conftest import Gateway, free_port, start_gateway, stop_process, write_config
+from tests.conftest import Gateway, free_port, start_gateway, write_config
 
 SPANS: list[dict[str, Any]] = []
 
@@ -51,9 +51,7 @@ def traced(bootstrap: str, openai_mock: str, logs: Path, tmp_path_factory: pytes
                             logs, {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_port}",
                                    "OTEL_BSP_SCHEDULE_DELAY": "100"})
     yield gateway
-    for process in (gateway.ingress, gateway.router):
-        if process is not None:
-            stop_process(process)
+    gateway.stop()
     collector.shutdown()
 
 
