@@ -4,7 +4,6 @@ operations (`operations.py`), administration (`admin.py`), analytics passed thro
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,8 +21,8 @@ from ingress.keyring import KeyRing
 from ingress.requests import RequestBuilder
 from ingress.teams import TeamDirectory
 from ingress.templates import TemplateStore
-from processors.route_changes import routes_view
-from processors.routing import follow_routes_file, route_table
+from processors.route_changes import FollowedRoutes
+from processors.routing import route_table
 from schemas.topics import REPLIES
 
 
@@ -32,7 +31,7 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
     if reply_partition is not None and not 0 <= reply_partition < REPLIES.partitions:
         raise ValueError(f"reply partition must be in [0, {REPLIES.partitions - 1}], not {reply_partition}")
     routes = route_table(settings)
-    route_changes = routes_view(settings, routes.book)
+    followed_routes = FollowedRoutes(settings, routes)
     bridge = KafkaBridge(settings, reply_partition, instance_id)
     keyring = KeyRing(settings)
     teams = TeamDirectory(settings)
@@ -45,19 +44,17 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
         await keyring.start()
         await teams.start()
         await templates.start()
-        await route_changes.start()
+        await followed_routes.start()
         await bridge.start()
         analytics_client.append(httpx.AsyncClient(timeout=httpx.Timeout(120, connect=2)))
-        routes_file = asyncio.create_task(follow_routes_file(routes))
         heap.serving()
         try:
             yield
         finally:
-            routes_file.cancel()
             await analytics_client[0].aclose()
             await probe.close()
             await bridge.stop()
-            await route_changes.stop()
+            await followed_routes.stop()
             await templates.stop()
             await teams.stop()
             await keyring.stop()
@@ -66,6 +63,6 @@ def create_app(settings: Settings, reply_partition: int | None = None, instance_
     install(app)
     openapi.install(app)
     operations.install(app, keyring, routes, bridge, probe)
-    admin.install(app, keyring, teams, templates, bridge.policy_view, bridge, route_changes)
+    admin.install(app, keyring, teams, templates, bridge.policy_view, bridge, followed_routes.view)
     analytics_proxy.install(app, settings, analytics_client)
     return HotPath(app, Endpoints(keyring, RequestBuilder(settings, routes, bridge, templates), bridge).routes())

@@ -26,7 +26,7 @@ from processors.catalog import expected_cost_usd
 from processors.limits import Policies, Refusal, history_start_ms
 from processors.offsets import OffsetTracker
 from processors.policies import policies_view
-from processors.route_changes import routes_view
+from processors.route_changes import FollowedRoutes
 from processors.routing import route_table
 from schemas import codec
 
@@ -62,7 +62,7 @@ class Gatekeeper:
         self.policies = Policies(config.limits, config.budgets)
         self._policies = policies_view(settings, self.policies)  # and those set through the admin API
         self._routes = route_table(settings)
-        self._route_changes = routes_view(settings, self._routes.book)  # to estimate a route's cost
+        self._followed_routes = FollowedRoutes(settings, self._routes)  # to estimate a route's cost
         self._consumer = kafka_clients.consumer(settings.bootstrap_servers, config.kafka,
                                                 group_id=settings.env.gateway_topic_prefix + "gatekeeper",
                                                 auto_offset_reset="earliest")
@@ -79,7 +79,7 @@ class Gatekeeper:
     async def run(self, stopping: asyncio.Event) -> None:
         await self._producer.start()
         await self._policies.start()
-        await self._route_changes.start()
+        await self._followed_routes.start()
         await self._alerts.start()
         await self._usage.start()
         await self._consumer.start()
@@ -108,7 +108,7 @@ class Gatekeeper:
                 await client.stop()
             await self._alerts.stop()
             await self._policies.stop()
-            await self._route_changes.stop()
+            await self._followed_routes.stop()
 
     def _done_when(self, sent: list[asyncio.Future[Any]], tp: TopicPartition, offset: int) -> None:
         """An admission record is done once what it produced is on Kafka (committed by `_commit_loop`, not

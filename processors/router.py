@@ -40,8 +40,8 @@ from processors.handler import OPERATIONS, ChunkSink, Outcome, RequestHandler, n
 from processors.health import health_view
 from processors.identity import Identities
 from processors.offsets import OffsetTracker
-from processors.route_changes import routes_view
-from processors.routing import ROUTE_HEADER, Target, follow_routes_file, route_table
+from processors.route_changes import FollowedRoutes
+from processors.routing import ROUTE_HEADER, Target, route_table
 from processors.upstream import Upstreams
 from schemas import codec
 
@@ -94,7 +94,7 @@ class RouterWorker:
         self._cache = CacheClient(settings.config.cache)
         routes = self._routes = route_table(settings)
         self._health = health_view(settings)
-        self._route_changes = routes_view(settings, routes.book)  # routes set through the admin API
+        self._followed_routes = FollowedRoutes(settings, routes)  # the routes file and the admin API's
         self._handler = RequestHandler(settings, routes, self._upstreams, self._health.state, self._announce)
         kafka = settings.config.kafka
         self._producer = kafka_clients.producer(settings.bootstrap_servers, kafka=kafka, request_path=True)
@@ -118,10 +118,9 @@ class RouterWorker:
         await self._consumer.start()
         await self._answered_elsewhere.start()  # before the first request: a redelivered one is recognised
         await self._health.start()  # and the targets' recent health is known
-        await self._route_changes.start()  # and the routes set through the admin API
+        await self._followed_routes.start()  # and the routes set through the admin API
         await kafka_clients.subscribe(self._consumer, [self.settings.topics.requests], _DrainOnRevoke(self))
         committer = asyncio.create_task(self._commit_loop())
-        routes_file = asyncio.create_task(follow_routes_file(self._routes))
         log.info("router consuming %s as %s", self.settings.topics.requests, self._instance_id or "dynamic member")
         heap.serving()
         try:
@@ -131,12 +130,11 @@ class RouterWorker:
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
             committer.cancel()
-            routes_file.cancel()
             await self.commit()
             await self._consumer.stop()
             await self._answered_elsewhere.stop()
             await self._health.stop()
-            await self._route_changes.stop()
+            await self._followed_routes.stop()
             await self._producer.stop()
             await self._audit.stop()
             await self._upstreams.aclose()

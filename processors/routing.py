@@ -3,7 +3,6 @@ price; and routes (virtual models, `processors/routes.py`) expanded into the tar
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,9 +134,3 @@ def route_table(settings: Settings) -> RouteTable:
         raise SystemExit(f"gateway: routes file {settings.routes_path}: {exc}") from None
     return RouteTable(settings.config, load_catalog(settings.config.catalog), book)
 
-
-async def follow_routes_file(table: RouteTable, every_s: float = 1.0) -> None:
-    """Take the routes file again whenever it changes (until cancelled)."""
-    while True:
-        await asyncio.sleep(every_s)
-        table.book.reload_if_changed()
