@@ -1,4 +1,5 @@
-"""Read back what the gateway wrote to a topic, decoded with the project's codec; make a topic of a test's own."""
+"""Read back what the gateway wrote to a topic, decoded with the project's codec; make a topic of a test's own;
+a request as the test config's `billing` service writes it onto the requests topic."""
 
 from __future__ import annotations
 
@@ -66,3 +67,13 @@ def events_of(bootstrap: str, topic: str, request_ids: set[str], expect: int = 1
         if all(counts[request_id] >= expect for request_id in request_ids) or time.monotonic() > deadline:
             return found
         time.sleep(0.2)
+
+
+def service_request(reply_topic: str, model: str, fallback: list[str], **fields: Any) -> dict[str, Any]:
+    """A RequestReceived from the `billing` service (tests.conftest.write_config declares it), answered on
+    `reply_topic`."""
+    now = int(time.time() * 1000)
+    return {"request_id": str(uuid.uuid4()), "project": "billing", "key_id": "service:billing",
+            "received_at_ms": now, "deadline_ms": now + 30_000, "reply_topic": reply_topic,
+            "model": model, "fallback": fallback, "max_tokens": 64,
+            "messages": [{"role": "user", "content": "Summarise invoice 42"}], **fields}

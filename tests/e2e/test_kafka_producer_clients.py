@@ -16,15 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from infra.secrets import service_signature
 from schemas import codec
 from tests.conftest import GATEWAY_KEY, LEDGER_SECRET, Gateway
-from tests.kafka_events import events_of, read_events
-
-
-def service_request(reply_topic: str, model: str, fallback: list[str], **fields: Any) -> dict[str, Any]:
-    now = int(time.time() * 1000)
-    return {"request_id": str(uuid.uuid4()), "project": "billing", "key_id": "service:billing",
-            "received_at_ms": now, "deadline_ms": now + 30_000, "reply_topic": reply_topic,
-            "model": model, "fallback": fallback, "max_tokens": 64,
-            "messages": [{"role": "user", "content": "Summarise invoice 42"}], **fields}
+from tests.kafka_events import events_of, read_events, service_request
 
 
 async def ask_over_kafka(gateway: Gateway, model: str, fallback: list[str], **fields: Any

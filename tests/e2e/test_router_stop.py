@@ -22,7 +22,7 @@ from infra import config, kafka_clients
 from processors.router import RouterWorker
 from schemas import codec
 from tests.conftest import MOCK_OPENAI_KEY, write_config
-from tests.e2e.test_kafka_producer_clients import service_request
+from tests.kafka_events import service_request
 
 
 @pytest.fixture
